@@ -1,0 +1,58 @@
+"""Small helpers every chapter uses: seeding, parameter counts, timing."""
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
+    """Seed Python, NumPy and PyTorch (all devices) so a CPU run gives the same numbers twice.
+
+    ``deterministic=True`` also asks PyTorch for deterministic kernels (slower on GPU).
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)  # affects only subprocesses started after this
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    return seed
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (shared tensors counted once, as PyTorch's ``parameters()`` yields them)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"count_parameters wants an nn.Module, got {type(model).__name__}")
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@dataclass
+class Timer:
+    """Wall-clock timer usable as a context manager::
+
+        with Timer("epoch") as t:
+            ...
+        print(t)            # epoch: 1.23 s
+    """
+    name: str = "elapsed"
+    start: float = field(default=0.0, init=False)
+    seconds: float = field(default=0.0, init=False)
+
+    def __enter__(self) -> "Timer":
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.start
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.seconds:.2f} s"
