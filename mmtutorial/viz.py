@@ -58,3 +58,87 @@ def show_images(images, labels: Sequence[str] | None = None, ncols: int = 8, cma
                 ax.set_title(str(labels[index]), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation plots (chapter 4): confusion matrix, ROC curve, reliability diagram
+# --------------------------------------------------------------------------------------------------
+def plot_confusion_matrix(matrix, class_names: Sequence[str] | None = None, normalize: bool = False,
+                          ax=None, cmap: str = "Blues"):
+    """Heat map of a confusion matrix ``(K, K)`` (rows: true class, columns: predicted class).
+
+    ``normalize=True`` divides each row by its total, so the diagonal shows per-class recall.
+    """
+    matrix = np.asarray(matrix)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"plot_confusion_matrix wants a square (K, K) matrix, got shape {matrix.shape}")
+    num_classes = matrix.shape[0]
+    names = [str(k) for k in range(num_classes)] if class_names is None else [str(n) for n in class_names]
+    if len(names) != num_classes:
+        raise ValueError(f"class_names has {len(names)} names for a {num_classes}-class matrix")
+    values = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1) if normalize else matrix
+    ax = _axes(ax, figsize=(0.45 * num_classes + 2.5, 0.45 * num_classes + 2))
+    image = ax.imshow(values, cmap=cmap)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    threshold = values.max() / 2 if values.size else 0
+    for row in range(num_classes):
+        for col in range(num_classes):
+            text = f"{values[row, col]:.2f}" if normalize else f"{int(values[row, col])}"
+            if normalize or values[row, col]:
+                ax.text(col, row, text, ha="center", va="center", fontsize=7,
+                        color="white" if values[row, col] > threshold else "black")
+    ax.set_xticks(range(num_classes), names)
+    ax.set_yticks(range(num_classes), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    return ax
+
+
+def plot_roc_curve(fpr, tpr, auc: float | None = None, label: str = "", ax=None):
+    """ROC curve (false-positive rate against true-positive rate) with the chance diagonal."""
+    fpr, tpr = np.asarray(fpr), np.asarray(tpr)
+    if fpr.shape != tpr.shape or fpr.ndim != 1:
+        raise ValueError(f"fpr and tpr must be 1-D of one shape, got {fpr.shape} and {tpr.shape}")
+    ax = _axes(ax, figsize=(4.2, 4))
+    name = label or "model"
+    if auc is not None:
+        name = f"{name} (AUC = {auc:.3f})"
+    ax.plot(fpr, tpr, drawstyle="default", label=name)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="chance (AUC = 0.5)")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate (recall)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return ax
+
+
+def plot_reliability_diagram(prob_true, prob_pred, counts=None, label: str = "", ax=None):
+    """Reliability (calibration) diagram: observed frequency against mean predicted probability per bin.
+
+    Points on the diagonal are calibrated; below it the model is over-confident.  With ``counts`` the
+    marker areas are proportional to the number of samples in each bin.
+    """
+    prob_true, prob_pred = np.asarray(prob_true), np.asarray(prob_pred)
+    if prob_true.shape != prob_pred.shape or prob_true.ndim != 1:
+        raise ValueError(f"prob_true and prob_pred must be 1-D of one shape, got {prob_true.shape} "
+                         f"and {prob_pred.shape}")
+    ax = _axes(ax, figsize=(4.2, 4))
+    if not any(line.get_gid() == "calibration-diagonal" for line in ax.get_lines()):  # once per axes
+        ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfectly calibrated",
+                gid="calibration-diagonal")
+    line, = ax.plot(prob_pred, prob_true, marker="o" if counts is None else None, label=label or "model")
+    if counts is not None:
+        counts = np.asarray(counts, dtype=float)
+        if counts.shape != prob_true.shape:
+            raise ValueError(f"counts must have shape {prob_true.shape}, got {counts.shape}")
+        sizes = 15 + 250 * np.sqrt(counts / max(counts.max(), 1))
+        ax.scatter(prob_pred, prob_true, s=sizes, color=line.get_color(), alpha=0.5, zorder=3)
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("mean predicted probability (confidence)")
+    ax.set_ylabel("observed frequency (accuracy)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    return ax

@@ -1,0 +1,359 @@
+"""Evaluation metrics, written to be read and checked against scikit-learn.
+
+Every function accepts NumPy arrays, torch tensors or Python lists and returns Python floats or NumPy
+arrays.  The module is organised by section; later chapters add their own (BLEU, IoU, Recall@K):
+
+1. input checking (shared)
+2. classification: accuracy, confusion matrix, precision / recall / F1
+3. ranking: ROC curve, ROC-AUC (binary and one-vs-rest multi-class)
+4. calibration: reliability curve, expected calibration error
+
+Conventions follow scikit-learn so that the chapter can assert equality with it: zero divisions give
+0.0 (scikit-learn's default value, without the warning), ROC thresholds start at ``+inf``, calibration
+bins are right-closed ``(a, b]`` with the first bin ``[0, 0.1]``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["accuracy", "confusion_matrix", "precision_recall_f1", "f1_score", "roc_curve", "roc_auc",
+           "calibration_curve", "expected_calibration_error"]
+
+_AVERAGES = ("binary", "macro", "micro", "weighted", None)
+_trapezoid = getattr(np, "trapezoid", None) or np.trapz  # NumPy < 2 only has trapz
+
+
+# ==================================================================================================
+# 1. Input checking
+# ==================================================================================================
+def _to_numpy(values: Any, name: str) -> np.ndarray:
+    """NumPy view of a list, NumPy array or torch tensor (moved to the CPU, detached)."""
+    if hasattr(values, "detach") and hasattr(values, "cpu"):  # a torch tensor, without importing torch
+        values = values.detach().cpu().numpy()
+    try:
+        array = np.asarray(values)
+    except Exception as error:  # ragged lists and the like
+        raise TypeError(f"{name} must be array-like, got {type(values).__name__}") from error
+    if array.dtype == object:
+        raise TypeError(f"{name} must hold numbers, got an array of Python objects")
+    return array
+
+
+def _as_labels(values: Any, name: str) -> np.ndarray:
+    """1-D int64 class labels; floats are refused (a probability passed as a label is a classic bug)."""
+    array = _to_numpy(values, name)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D class labels of shape (n,), got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty; expected at least one label")
+    if array.dtype == bool:
+        array = array.astype(np.int64)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer class labels, got dtype {array.dtype}; "
+                        "convert predictions with argmax (multi-class) or a threshold (binary) first")
+    if array.min() < 0:
+        raise ValueError(f"{name} must hold labels >= 0, got {array.min()}")
+    return array.astype(np.int64)
+
+
+def _as_scores(values: Any, name: str, ndim: int | tuple[int, ...] = 1) -> np.ndarray:
+    """Finite float64 scores of the given number of dimensions."""
+    array = _to_numpy(values, name)
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if array.ndim not in allowed:
+        shapes = " or ".join({1: "(n,)", 2: "(n, num_classes)"}[d] for d in allowed)
+        raise ValueError(f"{name} must have shape {shapes}, got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty; expected at least one score")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite, got NaN or infinity")
+    return array
+
+
+def _check_same_length(first: np.ndarray, second: np.ndarray, first_name: str, second_name: str) -> None:
+    if len(first) != len(second):
+        raise ValueError(f"{first_name} and {second_name} must have the same length, got {len(first)} "
+                         f"and {len(second)}")
+
+
+def _binary_targets(y_true: np.ndarray, pos_label: int, name: str = "y_true") -> np.ndarray:
+    """``y_true == pos_label`` as 0/1, refusing more than two classes or a single class."""
+    classes = np.unique(y_true)
+    if len(classes) > 2:
+        raise ValueError(f"{name} must hold two classes for a binary metric, got {len(classes)}: "
+                         f"{classes.tolist()}; pass multi_class='ovr' for multi-class scores")
+    positives = y_true == pos_label
+    if positives.all() or not positives.any():
+        raise ValueError(f"{name} holds a single class ({classes.tolist()} with pos_label={pos_label}); "
+                         "a ROC curve needs both positives and negatives")
+    return positives.astype(np.int64)
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator with 0.0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    out = np.zeros(np.broadcast(numerator, denominator).shape)
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
+
+
+# ==================================================================================================
+# 2. Classification: accuracy, confusion matrix, precision / recall / F1
+# ==================================================================================================
+def accuracy(y_true: Any, y_pred: Any) -> float:
+    """Fraction of correct predictions, :math:`\\frac{1}{n}\\sum_i [\\hat y_i = y_i]`."""
+    y_true, y_pred = _as_labels(y_true, "y_true"), _as_labels(y_pred, "y_pred")
+    _check_same_length(y_true, y_pred, "y_true", "y_pred")
+    return float(np.mean(y_true == y_pred))
+
+
+def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None = None) -> np.ndarray:
+    """Counts ``C[i, j]`` of samples whose true class is ``i`` and predicted class is ``j``.
+
+    Rows are true classes and columns predicted ones (scikit-learn's layout), so the diagonal holds the
+    correct predictions.  Labels must lie in ``[0, num_classes)``; ``num_classes`` defaults to the largest
+    label + 1.  Returns an int64 array of shape ``(num_classes, num_classes)``.
+    """
+    y_true, y_pred = _as_labels(y_true, "y_true"), _as_labels(y_pred, "y_pred")
+    _check_same_length(y_true, y_pred, "y_true", "y_pred")
+    largest = int(max(y_true.max(), y_pred.max()))
+    if num_classes is None:
+        num_classes = largest + 1
+    if not isinstance(num_classes, (int, np.integer)) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if largest >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}) for num_classes={num_classes}, "
+                         f"got label {largest}")
+    # Each (true, predicted) pair gets one flat index; bincount counts them all at once.
+    flat = y_true * num_classes + y_pred                                    # (n,)
+    counts = np.bincount(flat, minlength=num_classes * num_classes)        # (K*K,)
+    return counts.reshape(num_classes, num_classes)                         # (K, K)
+
+
+def precision_recall_f1(y_true: Any, y_pred: Any, average: str | None = "binary", pos_label: int = 1,
+                        num_classes: int | None = None):
+    """Precision, recall and F1 (and, with ``average=None``, per-class arrays).
+
+    For one class with true positives TP, false positives FP and false negatives FN:
+
+    .. math::  P = \\frac{TP}{TP+FP},\\quad R = \\frac{TP}{TP+FN},\\quad
+               F_1 = \\frac{2PR}{P+R} = \\frac{2\\,TP}{2\\,TP+FP+FN}.
+
+    ``average``:
+      * ``"binary"``: the class ``pos_label`` only (labels must hold at most two classes);
+      * ``"macro"``: unweighted mean of the per-class values (every class counts the same);
+      * ``"weighted"``: mean weighted by each class's support (number of true samples);
+      * ``"micro"``: pool TP, FP, FN over classes first (for single-label data this equals accuracy);
+      * ``None``: per-class arrays of shape ``(num_classes,)`` plus the support.
+
+    As in scikit-learn, macro / weighted / micro average over the classes present in ``y_true`` or
+    ``y_pred`` unless ``num_classes`` is given (then over all of ``0 .. num_classes-1``), and a 0/0
+    gives 0.0.  Returns ``(precision, recall, f1)`` floats, or ``(precision, recall, f1, support)``
+    arrays for ``average=None``.
+    """
+    if average not in _AVERAGES:
+        raise ValueError(f"average must be one of {list(_AVERAGES)}, got {average!r}")
+    y_true, y_pred = _as_labels(y_true, "y_true"), _as_labels(y_pred, "y_pred")
+    _check_same_length(y_true, y_pred, "y_true", "y_pred")
+
+    if average == "binary":
+        present = np.union1d(y_true, y_pred)
+        if len(present) > 2:
+            raise ValueError(f"average='binary' wants at most two classes, got {len(present)}: "
+                             f"{present.tolist()}; choose average='macro', 'micro' or 'weighted'")
+        true_pos = np.sum((y_pred == pos_label) & (y_true == pos_label))
+        false_pos = np.sum((y_pred == pos_label) & (y_true != pos_label))
+        false_neg = np.sum((y_pred != pos_label) & (y_true == pos_label))
+        precision = _safe_divide(true_pos, true_pos + false_pos)
+        recall = _safe_divide(true_pos, true_pos + false_neg)
+        f1 = _safe_divide(2 * true_pos, 2 * true_pos + false_pos + false_neg)
+        return float(precision), float(recall), float(f1)
+
+    matrix = confusion_matrix(y_true, y_pred, num_classes)                 # (K, K)
+    true_pos = np.diag(matrix)                                              # (K,)
+    false_pos = matrix.sum(axis=0) - true_pos                               # predicted k, true other
+    false_neg = matrix.sum(axis=1) - true_pos                               # true k, predicted other
+    support = matrix.sum(axis=1)                                            # (K,)
+    # Averages use only the classes that occur somewhere, unless the caller fixed num_classes.
+    used = (support + matrix.sum(axis=0) > 0) if num_classes is None else np.ones(len(support), bool)
+
+    if average == "micro":
+        tp, fp, fn = true_pos[used].sum(), false_pos[used].sum(), false_neg[used].sum()
+        return (float(_safe_divide(tp, tp + fp)), float(_safe_divide(tp, tp + fn)),
+                float(_safe_divide(2 * tp, 2 * tp + fp + fn)))
+
+    precision = _safe_divide(true_pos, true_pos + false_pos)               # (K,)
+    recall = _safe_divide(true_pos, true_pos + false_neg)                  # (K,)
+    f1 = _safe_divide(2 * true_pos, 2 * true_pos + false_pos + false_neg)  # (K,)
+    if average is None:
+        return precision, recall, f1, support
+    if average == "macro":
+        weights = used.astype(np.float64)
+    else:  # weighted
+        weights = np.where(used, support, 0).astype(np.float64)
+    if weights.sum() == 0:
+        return 0.0, 0.0, 0.0
+    return tuple(float(np.average(values, weights=weights)) for values in (precision, recall, f1))
+
+
+def f1_score(y_true: Any, y_pred: Any, average: str | None = "binary", pos_label: int = 1,
+             num_classes: int | None = None):
+    """F1 only: the harmonic mean of precision and recall (see :func:`precision_recall_f1`)."""
+    return precision_recall_f1(y_true, y_pred, average, pos_label, num_classes)[2]
+
+
+# ==================================================================================================
+# 3. Ranking: ROC curve and ROC-AUC
+# ==================================================================================================
+def roc_curve(y_true: Any, scores: Any, pos_label: int = 1, drop_intermediate: bool = True):
+    """Receiver operating characteristic: ``(fpr, tpr, thresholds)``, exactly as scikit-learn computes it.
+
+    Predicting "positive" when ``score >= t`` gives, for each threshold ``t``,
+    :math:`TPR(t) = TP(t)/P` and :math:`FPR(t) = FP(t)/N`.  Sorting the scores in decreasing order and
+    taking cumulative sums gives TP and FP at every distinct score at once.  Tied scores are one
+    threshold: all tied samples cross together, a diagonal step.  The curve starts at ``(0, 0)`` with the
+    threshold ``+inf``.  ``drop_intermediate`` removes points collinear with both neighbours (they do not
+    change the plot or the area), as scikit-learn does by default.
+    """
+    y_true = _as_labels(y_true, "y_true")
+    scores = _as_scores(scores, "scores")
+    _check_same_length(y_true, scores, "y_true", "scores")
+    positives = _binary_targets(y_true, pos_label)                          # (n,) 0/1
+
+    order = np.argsort(-scores, kind="stable")                             # decreasing score
+    sorted_scores = scores[order]                                           # (n,)
+    sorted_positives = positives[order]                                     # (n,)
+    # The last index of every run of equal scores: a threshold there admits the whole run.
+    last_of_run = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(scores) - 1]  # (m,)
+    true_pos = np.cumsum(sorted_positives, dtype=np.float64)[last_of_run]  # (m,)
+    false_pos = 1.0 + last_of_run - true_pos                                # samples admitted - TP
+    thresholds = sorted_scores[last_of_run]                                 # (m,)
+
+    if drop_intermediate and len(false_pos) > 2:
+        # A point is a corner when the second difference of FP or of TP is non-zero there.
+        corner = np.r_[True, np.logical_or(np.diff(false_pos, 2), np.diff(true_pos, 2)), True]
+        true_pos, false_pos, thresholds = true_pos[corner], false_pos[corner], thresholds[corner]
+
+    true_pos = np.r_[0.0, true_pos]
+    false_pos = np.r_[0.0, false_pos]
+    thresholds = np.r_[np.inf, thresholds]
+    return false_pos / false_pos[-1], true_pos / true_pos[-1], thresholds
+
+
+def _binary_auc(y_true: np.ndarray, scores: np.ndarray, pos_label: int = 1) -> float:
+    fpr, tpr, _ = roc_curve(y_true, scores, pos_label=pos_label)
+    return float(_trapezoid(tpr, fpr))  # trapezoids: a tie's diagonal step counts half
+
+
+def roc_auc(y_true: Any, scores: Any, multi_class: str | None = None, average: str = "macro",
+            pos_label: int = 1) -> float:
+    """Area under the ROC curve.
+
+    Binary (``scores`` of shape ``(n,)``): the trapezoidal area under :func:`roc_curve`, which equals
+    the probability that a random positive scores above a random negative, ties counting one half
+    (the Mann–Whitney U statistic divided by :math:`n_+ n_-`).
+
+    Multi-class (``scores`` of shape ``(n, num_classes)``, ``multi_class="ovr"``): the AUC of each class
+    against the rest, averaged with ``average="macro"`` (unweighted) or ``"weighted"`` (by prevalence),
+    as ``sklearn.metrics.roc_auc_score(..., multi_class="ovr")``.  Unlike scikit-learn, rows need not
+    sum to 1 (AUC only depends on the ranking within each column).
+    """
+    y_true = _as_labels(y_true, "y_true")
+    scores = _as_scores(scores, "scores", ndim=(1, 2))
+    _check_same_length(y_true, scores, "y_true", "scores")
+    if scores.ndim == 1:
+        if multi_class is not None:
+            raise ValueError(f"multi_class={multi_class!r} wants scores of shape (n, num_classes), got "
+                             f"shape {scores.shape}")
+        return _binary_auc(y_true, scores, pos_label)
+
+    if multi_class != "ovr":
+        raise ValueError(f"scores of shape {scores.shape} are multi-class: pass multi_class='ovr', "
+                         f"got multi_class={multi_class!r}")
+    if average not in ("macro", "weighted"):
+        raise ValueError(f"average must be 'macro' or 'weighted', got {average!r}")
+    num_classes = scores.shape[1]
+    if y_true.max() >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}) for scores with {num_classes} columns, "
+                         f"got label {y_true.max()}")
+    prevalence = np.bincount(y_true, minlength=num_classes)                 # (K,)
+    if np.any(prevalence == 0):
+        missing = np.flatnonzero(prevalence == 0).tolist()
+        raise ValueError(f"one-vs-rest ROC-AUC needs every class in y_true; classes {missing} are missing")
+    per_class = np.array([_binary_auc((y_true == k).astype(np.int64), scores[:, k])
+                          for k in range(num_classes)])                    # (K,)
+    weights = np.ones(num_classes) if average == "macro" else prevalence.astype(np.float64)
+    return float(np.average(per_class, weights=weights))
+
+
+# ==================================================================================================
+# 4. Calibration: reliability curve and expected calibration error
+# ==================================================================================================
+def _bin_statistics(outcomes: np.ndarray, confidences: np.ndarray, n_bins: int):
+    """Per equal-width bin of ``confidences``: counts, mean confidence and mean outcome (all bins)."""
+    if not isinstance(n_bins, (int, np.integer)) or isinstance(n_bins, bool) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
+    if confidences.min() < 0 or confidences.max() > 1:
+        raise ValueError(f"probabilities must lie in [0, 1], got values in [{confidences.min():.3g}, "
+                         f"{confidences.max():.3g}]")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)                               # (n_bins+1,)
+    # Bins are right-closed (a, b] (the first one [0, b]), as scikit-learn's calibration_curve.
+    bin_ids = np.searchsorted(edges[1:-1], confidences)                     # (n,)
+    counts = np.bincount(bin_ids, minlength=n_bins)                         # (n_bins,)
+    mean_confidence = _safe_divide(np.bincount(bin_ids, confidences, n_bins), counts)
+    mean_outcome = _safe_divide(np.bincount(bin_ids, outcomes.astype(np.float64), n_bins), counts)
+    return counts, mean_confidence, mean_outcome
+
+
+def calibration_curve(y_true: Any, probs: Any, n_bins: int = 10, return_counts: bool = False):
+    """Reliability curve of a binary classifier: ``(prob_true, prob_pred)`` per non-empty bin.
+
+    ``probs`` are predicted probabilities of class 1, ``y_true`` 0/1 labels.  The unit interval is cut
+    into ``n_bins`` equal-width bins; for each non-empty bin ``prob_pred`` is the mean predicted
+    probability and ``prob_true`` the fraction of positives.  A calibrated model has
+    ``prob_true ≈ prob_pred``.  Same order and binning as ``sklearn.calibration.calibration_curve``;
+    ``return_counts=True`` adds the number of samples per non-empty bin.
+    """
+    y_true = _as_labels(y_true, "y_true")
+    probs = _as_scores(probs, "probs")
+    _check_same_length(y_true, probs, "y_true", "probs")
+    if y_true.max() > 1:
+        raise ValueError(f"y_true must hold 0/1 labels, got labels {np.unique(y_true).tolist()}")
+    counts, mean_confidence, mean_outcome = _bin_statistics(y_true, probs, n_bins)
+    nonempty = counts > 0
+    result = (mean_outcome[nonempty], mean_confidence[nonempty])
+    return result + (counts[nonempty],) if return_counts else result
+
+
+def expected_calibration_error(y_true: Any, probs: Any, n_bins: int = 10) -> float:
+    """Expected calibration error with equal-width bins:
+
+    .. math::  \\mathrm{ECE} = \\sum_{b=1}^{B} \\frac{n_b}{n}\\,\\bigl|\\mathrm{acc}_b - \\mathrm{conf}_b\\bigr|.
+
+    * ``probs`` of shape ``(n,)``: a binary model's probability of class 1; ``conf_b`` is the mean
+      probability in bin ``b`` and ``acc_b`` the fraction of positives there.
+    * ``probs`` of shape ``(n, num_classes)``: top-label ECE (Guo et al., 2017); the confidence is the
+      largest probability, and ``acc_b`` the accuracy of the argmax predictions in bin ``b``.
+    """
+    y_true = _as_labels(y_true, "y_true")
+    probs = _as_scores(probs, "probs", ndim=(1, 2))
+    _check_same_length(y_true, probs, "y_true", "probs")
+    if probs.ndim == 1:
+        if y_true.max() > 1:
+            raise ValueError(f"1-D probs are binary: y_true must hold 0/1 labels, got "
+                             f"{np.unique(y_true).tolist()}")
+        outcomes, confidences = y_true, probs
+    else:
+        if y_true.max() >= probs.shape[1]:
+            raise ValueError(f"labels must lie in [0, {probs.shape[1]}) for probs with {probs.shape[1]} "
+                             f"columns, got label {y_true.max()}")
+        confidences = probs.max(axis=1)                                     # (n,)
+        outcomes = probs.argmax(axis=1) == y_true                           # (n,) correct or not
+    counts, mean_confidence, mean_outcome = _bin_statistics(outcomes, confidences, n_bins)
+    return float(np.sum(counts / len(y_true) * np.abs(mean_outcome - mean_confidence)))

@@ -1,0 +1,20 @@
+"""Torch building blocks of the Transformer, each tested against PyTorch / Hugging Face.
+
+- ``attention``: scaled dot-product attention from the definition, masks, ``MultiHeadAttention``, ``KVCache``
+- ``positional``: sinusoidal, learned and rotary position encodings
+- ``transformer``: ``TransformerConfig``, ``MLP``, ``TransformerBlock``, ``TransformerEncoder`` and
+  ``transformer_parameter_count``
+
+Boolean attention masks mean True = may attend everywhere in this package (as in
+``F.scaled_dot_product_attention``); only ``key_padding_mask`` keeps torch's True = padding.
+"""
+from .attention import (KVCache, MultiHeadAttention, causal_mask, combine_masks, padding_mask,
+                        scaled_dot_product_attention)
+from .positional import (LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding,
+                         apply_rotary_pos_emb, rotate_half)
+from .transformer import MLP, TransformerBlock, TransformerConfig, TransformerEncoder, transformer_parameter_count
+
+__all__ = ["KVCache", "MultiHeadAttention", "causal_mask", "combine_masks", "padding_mask",
+           "scaled_dot_product_attention", "LearnedPositionalEmbedding", "RotaryEmbedding",
+           "SinusoidalPositionalEncoding", "apply_rotary_pos_emb", "rotate_half", "MLP", "TransformerBlock",
+           "TransformerConfig", "TransformerEncoder", "transformer_parameter_count"]

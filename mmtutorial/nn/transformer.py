@@ -1,0 +1,206 @@
+"""The Transformer block and encoder stack, and a closed-form parameter count.
+
+A block alternates two sub-layers, each wrapped in a residual connection and a LayerNorm:
+
+    pre-LN  (GPT-2, ViT, most modern models):   x = x + Attn(LN(x));   x = x + MLP(LN(x))
+    post-LN (the original Transformer, BERT):   x = LN(x + Attn(x));   x = LN(x + MLP(x))
+
+Pre-LN keeps an un-normalised residual stream from input to output, which is why it trains stably
+without warm-up tricks; it then needs one final LayerNorm after the last block.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from .attention import KVCache, MultiHeadAttention
+from .positional import RotaryEmbedding
+
+__all__ = ["TransformerConfig", "MLP", "TransformerBlock", "TransformerEncoder", "transformer_parameter_count"]
+
+_ACTIVATIONS = {
+    "gelu": nn.GELU,                                         # exact (erf) GELU: BERT, ViT, torch's "gelu"
+    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),        # GPT-2's tanh approximation
+    "relu": nn.ReLU,                                         # the original Transformer
+    "silu": nn.SiLU,
+}
+
+
+@dataclass
+class TransformerConfig:
+    dim: int                      # model width d (embedding size of every token)
+    num_heads: int                # attention heads; head_dim = dim // num_heads
+    num_layers: int = 1           # blocks in a TransformerEncoder
+    mlp_ratio: float = 4.0        # MLP hidden size = mlp_ratio * dim (4 in GPT-2, BERT, ViT)
+    dropout: float = 0.0          # on attention weights, inside the MLP and on each residual branch
+    causal: bool = False          # True: token i attends only to tokens <= i (decoders, GPT)
+    norm: str = "pre"             # "pre" (LN inside the residual branch) or "post" (LN after the sum, BERT)
+    activation: str = "gelu"      # "gelu" (erf), "gelu_tanh" (GPT-2), "relu", "silu"
+    bias: bool = True             # biases in linear layers and LayerNorms
+    layer_norm_eps: float = 1e-5  # LayerNorm epsilon (BERT uses 1e-12)
+    use_fused: bool = True        # attention via F.scaled_dot_product_attention (False: from scratch)
+    rope: bool = False            # rotate queries/keys by position (RoPE, LLaMA-style) in every block
+    rope_base: float = 10000.0    # RoPE wavelength base
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "num_heads", "num_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim={self.dim} must be divisible by num_heads={self.num_heads}")
+        if self.norm not in ("pre", "post"):
+            raise ValueError(f"norm must be 'pre' or 'post', got {self.norm!r}")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+
+    @property
+    def mlp_hidden_dim(self) -> int:
+        return int(self.mlp_ratio * self.dim)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: proj(dropout(act(fc(x)))), dim -> hidden_dim -> dim."""
+
+    def __init__(self, dim: int, hidden_dim: int, activation: str = "gelu", dropout: float = 0.0,
+                 bias: bool = True) -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        self.fc = nn.Linear(dim, hidden_dim, bias=bias)
+        self.activation = _ACTIVATIONS[activation]()
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(hidden_dim, dim, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(self.dropout(self.activation(self.fc(x))))  # (batch, seq, dim)
+
+
+class TransformerBlock(nn.Module):
+    """One Transformer layer: self-attention then MLP, each with a residual connection and LayerNorm.
+
+    ``config.norm == "pre"``:  x = x + drop(Attn(LN1(x)));  x = x + drop(MLP(LN2(x)))
+    ``config.norm == "post"``: x = LN1(x + drop(Attn(x)));  x = LN2(x + drop(MLP(x)))
+
+    Same computation as ``nn.TransformerEncoderLayer(batch_first=True, norm_first=(norm == "pre"))``;
+    ``load_from_torch`` copies such a layer's weights.
+    """
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.norm1 = nn.LayerNorm(config.dim, eps=config.layer_norm_eps, bias=config.bias)
+        rotary = RotaryEmbedding(config.dim // config.num_heads, base=config.rope_base) if config.rope else None
+        self.attn = MultiHeadAttention(config.dim, config.num_heads, dropout=config.dropout, bias=config.bias,
+                                       use_fused=config.use_fused, rotary=rotary)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.norm2 = nn.LayerNorm(config.dim, eps=config.layer_norm_eps, bias=config.bias)
+        self.mlp = MLP(config.dim, config.mlp_hidden_dim, config.activation, config.dropout, config.bias)
+        self.mlp_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, key_padding_mask: Tensor | None = None,
+                kv_cache: KVCache | None = None) -> Tensor:
+        """x: (batch, seq, dim).  Masks follow ``MultiHeadAttention`` (attn_mask True = may attend;
+        key_padding_mask True = padding).  ``config.causal`` adds the causal mask."""
+        def attend(h: Tensor) -> Tensor:
+            return self.attn_dropout(self.attn(h, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                                               is_causal=self.config.causal, kv_cache=kv_cache))
+
+        if self.config.norm == "pre":
+            x = x + attend(self.norm1(x))                           # (batch, seq, dim)
+            x = x + self.mlp_dropout(self.mlp(self.norm2(x)))
+        else:
+            x = self.norm1(x + attend(x))
+            x = self.norm2(x + self.mlp_dropout(self.mlp(x)))
+        return x
+
+    def load_from_torch(self, layer: nn.TransformerEncoderLayer) -> "TransformerBlock":
+        """Copy the weights of ``nn.TransformerEncoderLayer`` (its norm_first must match ``config.norm``)."""
+        if not isinstance(layer, nn.TransformerEncoderLayer):
+            raise TypeError(f"expected nn.TransformerEncoderLayer, got {type(layer).__name__}")
+        if layer.norm_first != (self.config.norm == "pre"):
+            raise ValueError(f"norm mismatch: torch layer has norm_first={layer.norm_first}, "
+                             f"this block has norm={self.config.norm!r}")
+        torch_activation = {1: "relu", 2: "gelu"}.get(getattr(layer, "activation_relu_or_gelu", 0))
+        if torch_activation != self.config.activation:
+            raise ValueError(f"activation mismatch: torch layer uses {torch_activation or layer.activation!r}, "
+                             f"this block {self.config.activation!r}")
+        if layer.linear1.out_features != self.config.mlp_hidden_dim:
+            raise ValueError(f"MLP size mismatch: torch dim_feedforward={layer.linear1.out_features}, "
+                             f"ours {self.config.mlp_hidden_dim}")
+        self.attn.load_from_torch(layer.self_attn)
+        pairs = [(self.mlp.fc, layer.linear1), (self.mlp.proj, layer.linear2),
+                 (self.norm1, layer.norm1), (self.norm2, layer.norm2)]
+        for ours, theirs in pairs:
+            ours.load_state_dict(theirs.state_dict())
+        return self
+
+
+class TransformerEncoder(nn.Module):
+    """``config.num_layers`` blocks, then a final LayerNorm for pre-LN stacks.
+
+    Post-LN blocks already end with a LayerNorm, so a post-LN stack (BERT) has no final norm.
+    """
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.num_layers))
+        self.norm = (nn.LayerNorm(config.dim, eps=config.layer_norm_eps, bias=config.bias)
+                     if config.norm == "pre" else nn.Identity())
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, key_padding_mask: Tensor | None = None,
+                kv_caches: list[KVCache] | None = None) -> Tensor:
+        """x: (batch, seq, dim) -> (batch, seq, dim).  ``kv_caches``: one ``KVCache`` per block."""
+        if kv_caches is not None and len(kv_caches) != len(self.blocks):
+            raise ValueError(f"kv_caches must hold one KVCache per block: expected {len(self.blocks)}, "
+                             f"got {len(kv_caches)}")
+        for i, block in enumerate(self.blocks):
+            x = block(x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                      kv_cache=None if kv_caches is None else kv_caches[i])
+        return self.norm(x)
+
+    def new_kv_caches(self) -> list[KVCache]:
+        """Empty caches, one per block, for incremental decoding."""
+        return [KVCache() for _ in self.blocks]
+
+
+def transformer_parameter_count(vocab_size: int, max_positions: int, dim: int, num_layers: int,
+                                mlp_ratio: float = 4.0, tied: bool = True, *, bias: bool = True,
+                                final_norm: bool = True, num_token_types: int = 0, embedding_norm: bool = False,
+                                pooler: bool = False, lm_head: bool = True, lm_head_bias: bool = False) -> int:
+    """Parameters of a Transformer language model / encoder, in closed form.
+
+    With h = mlp_ratio * d and b = 1 if ``bias`` else 0:
+
+        embeddings   V d + P d (learned positions; pass max_positions=0 for sinusoidal/rotary)
+                     + T d (token types, BERT) + (1 + b) d (embedding LayerNorm, BERT)
+        per block    attention 4 d^2 + 4 b d,  MLP 2 d h + b (h + d),  two LayerNorms 2 (1 + b) d
+        final norm   (1 + b) d (pre-LN stacks)
+        pooler       d^2 + d (BERT's [CLS] pooler)
+        LM head      0 if tied to the token embedding, else V d (+ V with lm_head_bias)
+
+    GPT-2 small (V=50257, P=1024, d=768, 12 layers, tied) -> 124,439,808; BERT-base (V=30522, P=512,
+    T=2, embedding norm, post-LN so no final norm, pooler, no LM head) -> 109,482,240.
+    """
+    for name, value in (("vocab_size", vocab_size), ("max_positions", max_positions), ("dim", dim),
+                        ("num_layers", num_layers), ("num_token_types", num_token_types)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    b = int(bias)
+    hidden = int(mlp_ratio * dim)
+    embeddings = (vocab_size + max_positions + num_token_types) * dim + ((1 + b) * dim if embedding_norm else 0)
+    attention = 4 * dim * dim + 4 * b * dim
+    mlp = 2 * dim * hidden + b * (hidden + dim)
+    norms = 2 * (1 + b) * dim
+    total = embeddings + num_layers * (attention + mlp + norms)
+    total += (1 + b) * dim if final_norm else 0
+    total += dim * dim + dim if pooler else 0
+    if lm_head and not tied:
+        total += vocab_size * dim + (vocab_size if lm_head_bias else 0)
+    return total
