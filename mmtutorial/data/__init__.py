@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import cache_dir
+from ..config import cache_dir
 
 
 class DataNotFoundError(FileNotFoundError):
