@@ -142,3 +142,71 @@ def plot_reliability_diagram(prob_true, prob_pred, counts=None, label: str = "",
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")
     return ax
+
+
+# --------------------------------------------------------------------------------------------------
+# Attention maps (chapters 5, 6, 11): one map, and a grid of maps at several temperatures
+# --------------------------------------------------------------------------------------------------
+def plot_attention_map(weights, query_tokens: Sequence[str] | None = None,
+                       key_tokens: Sequence[str] | None = None, ax=None, title: str = "",
+                       cmap: str = "viridis", annotate: bool = False, colorbar: bool = True):
+    """Heat map of attention weights ``(seq_q, seq_k)``: row i is how query i spreads over the keys.
+
+    ``key_tokens`` defaults to ``query_tokens`` (self-attention).  ``annotate=True`` writes each weight.
+    The colour scale is fixed to [0, 1] so that maps drawn side by side are comparable.
+    """
+    weights = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights, dtype=float)
+    if weights.ndim != 2:
+        raise ValueError(f"plot_attention_map wants weights of shape (seq_q, seq_k), got {weights.shape}")
+    key_tokens = query_tokens if key_tokens is None else key_tokens
+    for name, tokens, size in (("query_tokens", query_tokens, weights.shape[0]),
+                               ("key_tokens", key_tokens, weights.shape[1])):
+        if tokens is not None and len(tokens) != size:
+            raise ValueError(f"{name} has {len(tokens)} tokens for {size} rows/columns of weights")
+    ax = _axes(ax, figsize=(0.35 * weights.shape[1] + 2.5, 0.35 * weights.shape[0] + 1.5))
+    image = ax.imshow(weights, cmap=cmap, vmin=0.0, vmax=1.0)
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if annotate:
+        for row in range(weights.shape[0]):
+            for col in range(weights.shape[1]):
+                ax.text(col, row, f"{weights[row, col]:.2f}", ha="center", va="center", fontsize=7,
+                        color="black" if weights[row, col] > 0.6 else "white")
+    if key_tokens is not None:
+        ax.set_xticks(range(weights.shape[1]), [str(t) for t in key_tokens], rotation=90, fontsize=8)
+    if query_tokens is not None:
+        ax.set_yticks(range(weights.shape[0]), [str(t) for t in query_tokens], fontsize=8)
+    ax.set_xlabel("key")
+    ax.set_ylabel("query")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def attention_grid(query, key, temperatures: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0),
+                   tokens: Sequence[str] | None = None, head: int = 0, causal: bool = False,
+                   figsize_per_map: float = 2.8, title: str = ""):
+    """Static companion of ``mmt.widgets.attention_explorer``: one attention map per temperature.
+
+    ``query`` (seq_q, d_k) or (heads, seq_q, d_k), ``key`` likewise; the weights are
+    softmax(q k^T / (sqrt(d_k) T)) for each temperature T (T = 1 is ordinary scaled attention), computed
+    by :func:`mmtutorial.widgets.attention_weights`; ``title`` goes above the row.  Returns the figure.
+    """
+    from .widgets import attention_weights  # late import: widgets imports this module
+
+    if len(temperatures) == 0:
+        raise ValueError("attention_grid needs at least one temperature")
+    fig, axes = plt.subplots(1, len(temperatures), figsize=(figsize_per_map * len(temperatures),
+                                                             figsize_per_map + 0.4), squeeze=False)
+    for ax, temperature in zip(axes[0], temperatures):
+        weights = attention_weights(query, key, temperature=temperature, head=head, causal=causal)
+        entropy = float(-(weights * np.log(np.clip(weights, 1e-12, None))).sum(-1).mean())
+        plot_attention_map(weights, tokens, ax=ax, colorbar=False,
+                           title=f"T = {temperature:g}\nmean entropy {entropy:.2f} nats")
+        if ax is not axes[0][0]:
+            ax.set_ylabel("")
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 0.9) if title else None)  # leave room for the title
+    return fig

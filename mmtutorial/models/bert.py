@@ -1,0 +1,329 @@
+"""BERT (Devlin et al., 2019): a bidirectional Transformer encoder and its masked-language-model objective.
+
+The whole model in one file, built on the package's Transformer core (``mmtutorial.nn``)::
+
+    input_ids, token_type_ids
+        -> BertEmbeddings:   LN(E_word[x_i] + E_pos[i] + E_type[s_i]),  then dropout
+        -> TransformerEncoder of post-LN blocks:
+               x = LN(x + Attn(x));   x = LN(x + MLP(x))      (GELU, no causal mask: every token sees all)
+        -> hidden states (batch, seq, dim)
+        -> pooler (optional):  tanh(W h_[CLS] + b)
+        -> MLM head (BertForMaskedLM):  logits = LN(GELU(W h + b)) E_word^T + bias   (decoder tied to E_word)
+
+Masked language modelling: choose a set M of about 15 % of the (non-special) positions; of those, 80 %
+become [MASK], 10 % a random token and 10 % stay as they are (``mlm_mask_tokens``).  The loss is the
+mean negative log-likelihood of the original tokens at the chosen positions only::
+
+    L = -(1 / |M|) * sum_{j in M} log p(x_j | x~)
+
+(``mlm_loss``; labels are -100 elsewhere, the ``ignore_index`` of ``F.cross_entropy``).
+
+``mmtutorial.interop`` loads Hugging Face BERT weights (e.g. all-MiniLM-L6-v2) into these classes.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..nn import TransformerConfig, TransformerEncoder
+
+__all__ = ["init_bert_weights", "BertConfig", "BertEmbeddings", "BertModel", "BertMLMHead", "BertForMaskedLM", "mean_pool",
+           "mlm_mask_tokens", "mlm_loss", "IGNORE_INDEX"]
+
+IGNORE_INDEX = -100  # label of positions that do not count in the MLM loss (F.cross_entropy's default)
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int = 30522        # WordPiece vocabulary size (bert-base-uncased: 30,522)
+    max_positions: int = 512       # longest input; one learned position embedding per position
+    type_vocab_size: int = 2       # segment (token type) ids: 0 = sentence A, 1 = sentence B
+    dim: int = 768                 # hidden size d of every token vector
+    num_layers: int = 12           # post-LN Transformer blocks
+    num_heads: int = 12            # attention heads; head_dim = dim // num_heads
+    intermediate_dim: int = 3072   # hidden size of each block's MLP (4 * dim in BERT)
+    dropout: float = 0.1           # on embeddings, attention weights and residual branches (training only)
+    layer_norm_eps: float = 1e-12  # LayerNorm epsilon (BERT's 1e-12, not torch's default 1e-5)
+    activation: str = "gelu"       # exact erf GELU, as Hugging Face's "gelu"
+    pad_token_id: int = 0          # id of [PAD]; its word embedding is not special, masks handle padding
+    pooler: bool = True            # add the tanh pooler over [CLS] (BertModel's pooled output)
+    initializer_range: float = 0.02  # std of the N(0, std^2) initial weights (BERT: 0.02, tuned for d = 768)
+    use_fused: bool = True         # attention via F.scaled_dot_product_attention (False: from scratch)
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "max_positions", "type_vocab_size", "dim", "num_layers", "num_heads",
+                     "intermediate_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"BertConfig.{name} must be a positive int, got {value!r}")
+        if self.dim % self.num_heads:
+            raise ValueError(f"BertConfig.dim={self.dim} must be divisible by num_heads={self.num_heads}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"BertConfig.pad_token_id must be in [0, vocab_size={self.vocab_size}), "
+                             f"got {self.pad_token_id}")
+        if not self.initializer_range > 0:
+            raise ValueError(f"BertConfig.initializer_range must be > 0, got {self.initializer_range}")
+        self.transformer_config()  # validates dropout, activation and layer_norm_eps
+
+    @classmethod
+    def base(cls, **overrides) -> "BertConfig":
+        """BERT-base (uncased): 12 layers, 768 wide, 12 heads: 109,482,240 parameters with the pooler."""
+        return cls(**overrides)
+
+    @classmethod
+    def minilm_l6(cls, **overrides) -> "BertConfig":
+        """all-MiniLM-L6-v2 (sentence-transformers): 6 layers, 384 wide, 12 heads of 32, MLP 1536."""
+        return cls(**{"dim": 384, "num_layers": 6, "num_heads": 12, "intermediate_dim": 1536, **overrides})
+
+    @classmethod
+    def from_hf_config(cls, hf: dict, **overrides) -> "BertConfig":
+        """From a Hugging Face ``config.json`` dictionary of a BERT model."""
+        if hf.get("model_type", "bert") != "bert":
+            raise ValueError(f"expected a BERT config (model_type 'bert'), got model_type={hf.get('model_type')!r}")
+        if hf.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError("only absolute (learned) position embeddings are supported, got "
+                             f"{hf['position_embedding_type']!r}")
+        if hf.get("hidden_act", "gelu") != "gelu":
+            raise ValueError(f"only the exact GELU is supported, got hidden_act={hf['hidden_act']!r}")
+        return cls(**{"vocab_size": hf["vocab_size"], "max_positions": hf["max_position_embeddings"],
+                      "type_vocab_size": hf["type_vocab_size"], "dim": hf["hidden_size"],
+                      "num_layers": hf["num_hidden_layers"], "num_heads": hf["num_attention_heads"],
+                      "intermediate_dim": hf["intermediate_size"], "dropout": hf.get("hidden_dropout_prob", 0.1),
+                      "layer_norm_eps": hf.get("layer_norm_eps", 1e-12), "pad_token_id": hf.get("pad_token_id", 0),
+                      "initializer_range": hf.get("initializer_range", 0.02), **overrides})
+
+    def transformer_config(self) -> TransformerConfig:
+        """The encoder's configuration for ``mmtutorial.nn``: post-LN, bidirectional."""
+        mlp_ratio = self.intermediate_dim / self.dim
+        if int(mlp_ratio * self.dim) != self.intermediate_dim:
+            raise ValueError(f"intermediate_dim={self.intermediate_dim} is not representable as mlp_ratio * "
+                             f"dim={self.dim}")
+        return TransformerConfig(dim=self.dim, num_heads=self.num_heads, num_layers=self.num_layers,
+                                 mlp_ratio=mlp_ratio, dropout=self.dropout, causal=False, norm="post",
+                                 activation=self.activation, layer_norm_eps=self.layer_norm_eps,
+                                 use_fused=self.use_fused)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_ids(name: str, ids: Tensor, upper: int) -> None:
+    if not isinstance(ids, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
+    if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise TypeError(f"{name} must be an integer tensor of token ids, got dtype {ids.dtype}")
+    if ids.dim() != 2:
+        raise ValueError(f"{name} must have shape (batch, seq), got {tuple(ids.shape)}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= upper):
+        raise ValueError(f"{name} must lie in [0, {upper}), got values in [{int(ids.min())}, {int(ids.max())}]")
+
+
+class BertEmbeddings(nn.Module):
+    """e_i = LayerNorm(E_word[x_i] + E_pos[i] + E_type[s_i]), then dropout.  (batch, seq) -> (batch, seq, dim)"""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.dim)
+        self.position_embeddings = nn.Embedding(config.max_positions, config.dim)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.dim)
+        self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
+        config = self.config
+        _check_ids("input_ids", input_ids, config.vocab_size)
+        batch, seq = input_ids.shape
+        if seq > config.max_positions:
+            raise ValueError(f"sequence of length {seq} is longer than max_positions={config.max_positions}")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)  # a single segment
+        _check_ids("token_type_ids", token_type_ids, config.type_vocab_size)
+        if token_type_ids.shape != input_ids.shape:
+            raise ValueError(f"token_type_ids must have the shape of input_ids {tuple(input_ids.shape)}, "
+                             f"got {tuple(token_type_ids.shape)}")
+        positions = torch.arange(seq, device=input_ids.device)  # (seq,)
+        x = (self.word_embeddings(input_ids)                     # (batch, seq, dim)
+             + self.position_embeddings(positions)[None]        # (1, seq, dim), the same for every sequence
+             + self.token_type_embeddings(token_type_ids))      # (batch, seq, dim)
+        return self.dropout(self.norm(x))
+
+
+def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:
+    """BERT's initialisation: N(0, std^2) for linear weights and embeddings, zero biases, LayerNorm (1, 0)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+def _key_padding_mask(attention_mask: Tensor | None, input_ids: Tensor) -> Tensor | None:
+    """Hugging Face's attention_mask (1 = real token, 0 = padding) -> torch's key_padding_mask (True = padding)."""
+    if attention_mask is None:
+        return None
+    if not isinstance(attention_mask, Tensor):
+        raise TypeError(f"attention_mask must be a torch.Tensor, got {type(attention_mask).__name__}")
+    if attention_mask.shape != input_ids.shape:
+        raise ValueError(f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)} "
+                         f"(1 = token, 0 = padding), got {tuple(attention_mask.shape)}")
+    return attention_mask == 0  # (batch, seq)
+
+
+class BertModel(nn.Module):
+    """BERT encoder: embeddings -> post-LN Transformer blocks -> hidden states (+ tanh pooler on [CLS])."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        if not isinstance(config, BertConfig):
+            raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = TransformerEncoder(config.transformer_config())  # post-LN: no final norm
+        if config.pooler:
+            self.pooler = nn.Sequential()  # named children so the state dict reads pooler.dense.*
+            self.pooler.add_module("dense", nn.Linear(config.dim, config.dim))
+            self.pooler.add_module("activation", nn.Tanh())
+        else:
+            self.pooler = None
+        self.apply(lambda module: init_bert_weights(module, config.initializer_range))
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, return_pooled: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """input_ids (batch, seq) -> last hidden states (batch, seq, dim).
+
+        ``attention_mask``: (batch, seq), 1 for real tokens and 0 for padding (Hugging Face's convention);
+        padded keys get no attention.  ``return_pooled=True`` also returns tanh(W h_[CLS] + b) (batch, dim).
+        """
+        padding = _key_padding_mask(attention_mask, input_ids)
+        x = self.embeddings(input_ids, token_type_ids)      # (batch, seq, dim)
+        hidden = self.encoder(x, key_padding_mask=padding)  # (batch, seq, dim)
+        if not return_pooled:
+            return hidden
+        if self.pooler is None:
+            raise ValueError("this BertModel has no pooler (BertConfig.pooler=False)")
+        return hidden, self.pooler(hidden[:, 0])             # (batch, dim): the [CLS] position
+
+
+def mean_pool(hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    """Average the token vectors of each sequence over its real tokens (sentence-transformers' pooling).
+
+        s_b = sum_i m_bi h_bi / max(sum_i m_bi, 1e-9)      hidden (batch, seq, dim), mask (batch, seq) -> (batch, dim)
+    """
+    if not isinstance(hidden, Tensor) or hidden.dim() != 3:
+        got = tuple(hidden.shape) if isinstance(hidden, Tensor) else type(hidden).__name__
+        raise ValueError(f"hidden must be a (batch, seq, dim) tensor, got {got}")
+    if attention_mask is None:
+        return hidden.mean(dim=1)
+    if not isinstance(attention_mask, Tensor) or attention_mask.shape != hidden.shape[:2]:
+        got = tuple(attention_mask.shape) if isinstance(attention_mask, Tensor) else type(attention_mask).__name__
+        raise ValueError(f"attention_mask must have shape (batch, seq) = {tuple(hidden.shape[:2])}, got {got}")
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)             # (batch, seq, 1)
+    summed = (hidden * weights).sum(dim=1)                               # (batch, dim)
+    return summed / weights.sum(dim=1).clamp(min=1e-9)                   # (batch, dim)
+
+
+class BertMLMHead(nn.Module):
+    """logits = LN(GELU(W h + b)) E_word^T + bias: a transform, then a decoder that reuses the word embeddings.
+
+    Tying the decoder to the input embedding matrix E_word (vocab, dim) saves vocab * dim parameters and is
+    what BERT does; only the per-token ``bias`` (vocab,) is new.
+    """
+
+    def __init__(self, config: BertConfig, word_embeddings: nn.Embedding) -> None:
+        super().__init__()
+        self.transform = nn.Linear(config.dim, config.dim)
+        self.activation = nn.GELU()
+        self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.word_embeddings = [word_embeddings]  # a list, so the shared matrix is not registered twice
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        h = self.norm(self.activation(self.transform(hidden)))         # (batch, seq, dim)
+        return F.linear(h, self.word_embeddings[0].weight, self.bias)  # (batch, seq, vocab)
+
+
+class BertForMaskedLM(nn.Module):
+    """BERT with the masked-language-model head: input_ids (batch, seq) -> logits (batch, seq, vocab)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.mlm_head = BertMLMHead(config, self.bert.embeddings.word_embeddings)
+        self.mlm_head.apply(lambda module: init_bert_weights(module, config.initializer_range))
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
+        """Logits (batch, seq, vocab); with ``labels`` (batch, seq, -100 where not scored) the MLM loss.
+
+        With labels, the head (the costly vocab-wide product) runs on the selected positions only.
+        """
+        hidden = self.bert(input_ids, attention_mask, token_type_ids)  # (batch, seq, dim)
+        if labels is None:
+            return self.mlm_head(hidden)                               # (batch, seq, vocab)
+        if not isinstance(labels, Tensor) or labels.shape != input_ids.shape:
+            got = tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
+            raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {got}")
+        selected = labels != IGNORE_INDEX                              # (batch, seq): the set M
+        return mlm_loss(self.mlm_head(hidden[selected]), labels[selected])  # logits (|M|, vocab)
+
+
+def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """L = -(1/|M|) sum_{j in M} log softmax(logits_j)[x_j], M = positions whose label is not -100.
+
+    logits (..., vocab), labels (...) with the same leading shape, e.g. (batch, seq, vocab) and
+    (batch, seq).  Written out (log-softmax, gather, mean over M); equal to
+    ``F.cross_entropy(logits.flatten(0, -2), labels.flatten(), ignore_index=-100)``.
+    """
+    if not isinstance(logits, Tensor) or logits.dim() < 2 or not logits.is_floating_point():
+        got = (f"{tuple(logits.shape)} {logits.dtype}" if isinstance(logits, Tensor) else type(logits).__name__)
+        raise ValueError(f"logits must be a float tensor (..., vocab), got {got}")
+    if not isinstance(labels, Tensor) or labels.shape != logits.shape[:-1]:
+        raise ValueError(f"labels must have shape {tuple(logits.shape[:-1])} (the logits' without vocab), got "
+                         f"{tuple(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__}")
+    selected = labels != IGNORE_INDEX                                   # the set M
+    if not bool(selected.any()):
+        raise ValueError("no position is selected (every label is -100): the MLM loss is undefined")
+    scored = logits[selected]                                           # (|M|, vocab)
+    if scored.dtype in (torch.float16, torch.bfloat16):
+        scored = scored.float()                                         # log-softmax in float32 under AMP
+    log_probs = torch.log_softmax(scored, dim=-1)                       # (|M|, vocab)
+    return -log_probs.gather(1, labels[selected].unsqueeze(1)).mean()   # mean over M of -log p(x_j | x~)
+
+
+def mlm_mask_tokens(input_ids: Tensor, mask_token_id: int, vocab_size: int, special_ids: Iterable[int] = (),
+                    mask_prob: float = 0.15, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """BERT's masking: returns ``(corrupted_ids, labels)``, both (batch, seq).
+
+    Every non-special position is selected independently with probability ``mask_prob``.  A selected
+    token becomes ``mask_token_id`` with probability 0.8, a uniformly random id in [0, vocab_size) with
+    0.1, and stays unchanged with 0.1 (so the model cannot rely on seeing [MASK] and must keep a good
+    representation of every token).  ``labels`` holds the original id at selected positions and -100
+    (ignored by the loss) elsewhere.  Special tokens ([CLS], [SEP], [PAD]) are never selected.
+    """
+    if not isinstance(input_ids, Tensor) or input_ids.is_floating_point() or input_ids.dtype == torch.bool:
+        got = input_ids.dtype if isinstance(input_ids, Tensor) else type(input_ids).__name__
+        raise TypeError(f"input_ids must be an integer tensor, got {got}")
+    if not 0.0 < mask_prob < 1.0:
+        raise ValueError(f"mask_prob must be in (0, 1), got {mask_prob}")
+    if not 0 <= mask_token_id < vocab_size:
+        raise ValueError(f"mask_token_id must be in [0, vocab_size={vocab_size}), got {mask_token_id}")
+    device = input_ids.device
+
+    def uniform() -> Tensor:  # one U(0, 1) draw per position, from the optional generator
+        return torch.rand(input_ids.shape, generator=generator, device=device)
+
+    special = torch.isin(input_ids, torch.as_tensor(list(special_ids), dtype=input_ids.dtype, device=device))
+    selected = (uniform() < mask_prob) & ~special                         # (batch, seq): the set M
+    labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+    to_mask = selected & (uniform() < 0.8)                               # 80 % of M -> [MASK]
+    to_random = selected & ~to_mask & (uniform() < 0.5)                  # half of the other 20 % -> random
+    random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, device=device,
+                               dtype=input_ids.dtype)
+    corrupted = input_ids.masked_fill(to_mask, mask_token_id)
+    corrupted = torch.where(to_random, random_ids, corrupted)           # the last 10 % keep their token
+    return corrupted, labels

@@ -1,0 +1,206 @@
+"""mmtutorial.models.bert against transformers' BERT (random weights, float64) and the MLM rules."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.testing import assert_close
+
+from mmtutorial.models.bert import (IGNORE_INDEX, BertConfig, BertForMaskedLM, BertModel, mean_pool, mlm_loss,
+                                    mlm_mask_tokens)
+
+transformers = pytest.importorskip("transformers")
+
+TINY = dict(vocab_size=97, max_positions=24, type_vocab_size=2, dim=32, num_layers=2, num_heads=4,
+            intermediate_dim=64, dropout=0.0)
+
+
+def hf_tiny_config(**extra):
+    return transformers.BertConfig(vocab_size=97, max_position_embeddings=24, type_vocab_size=2, hidden_size=32,
+                                   num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                   attn_implementation="eager", **extra)
+
+
+def test_bert_base_parameter_count_matches_transformers_on_meta():
+    with torch.device("meta"):
+        ours = BertModel(BertConfig.base())
+        theirs = transformers.BertModel(transformers.BertConfig())
+    count = sum(p.numel() for p in ours.parameters())
+    assert count == 109_482_240
+    assert count == sum(p.numel() for p in theirs.parameters())
+
+
+def test_minilm_config_fields():
+    config = BertConfig.minilm_l6()
+    assert (config.num_layers, config.dim, config.num_heads, config.intermediate_dim) == (6, 384, 12, 1536)
+    assert (config.vocab_size, config.max_positions) == (30522, 512)
+    assert config.transformer_config().norm == "post"
+
+
+def _random_batch(generator, batch=3, seq=11):
+    ids = torch.randint(5, 97, (batch, seq), generator=generator)
+    mask = torch.ones(batch, seq, dtype=torch.long)
+    mask[1, 7:] = 0
+    mask[2, 4:] = 0
+    types = torch.zeros(batch, seq, dtype=torch.long)
+    types[:, 6:] = 1
+    return ids, mask, types
+
+
+def test_bert_model_matches_transformers_in_float64_with_padding():
+    from mmtutorial.interop import hf_to_bert_state_dict
+
+    torch.manual_seed(0)
+    theirs = transformers.BertModel(hf_tiny_config()).double().eval()
+    ours = BertModel(BertConfig(**TINY)).double().eval()
+    ours.load_state_dict(hf_to_bert_state_dict(theirs.state_dict()), strict=True)
+    ids, mask, types = _random_batch(torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = theirs(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        hidden, pooled = ours(ids, mask, types, return_pooled=True)
+    assert hidden.shape == (3, 11, 32)
+    assert_close(hidden, expected.last_hidden_state, rtol=1e-9, atol=1e-9)
+    assert_close(pooled, expected.pooler_output, rtol=1e-9, atol=1e-9)
+
+
+def test_masked_lm_matches_transformers_logits_and_loss():
+    from mmtutorial.interop import hf_to_bert_state_dict
+
+    torch.manual_seed(0)
+    theirs = transformers.BertForMaskedLM(hf_tiny_config()).double().eval()
+    ours = BertForMaskedLM(BertConfig(**TINY, pooler=False)).double().eval()
+    ours.load_state_dict(hf_to_bert_state_dict(theirs.state_dict()), strict=True)
+    ids, mask, types = _random_batch(torch.Generator().manual_seed(2))
+    corrupted, labels = mlm_mask_tokens(ids, 4, 97, special_ids=(0, 1, 2, 3), mask_prob=0.3,
+                                        generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = theirs(input_ids=corrupted, attention_mask=mask, token_type_ids=types, labels=labels)
+        logits = ours(corrupted, mask, types)
+        loss = ours(corrupted, mask, types, labels=labels)
+    assert_close(logits, expected.logits, rtol=1e-9, atol=1e-9)
+    assert_close(loss, expected.loss, rtol=1e-9, atol=1e-9)
+
+
+def test_mlm_head_is_tied_to_word_embeddings():
+    model = BertForMaskedLM(BertConfig(**TINY, pooler=False))
+    names = [name for name, _ in model.named_parameters()]
+    assert "mlm_head.bias" in names and not any("decoder" in name for name in names)
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[5].add_(1.0)
+    logits_changed = model(torch.tensor([[1, 5, 2]]))
+    assert logits_changed.shape == (1, 3, 97)
+
+
+def test_mlm_loss_equals_cross_entropy_with_ignore_index():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 9, 50, generator=generator, dtype=torch.float64)
+    labels = torch.randint(50, (4, 9), generator=generator)
+    labels[torch.rand(4, 9, generator=generator) > 0.3] = IGNORE_INDEX
+    labels[0, 0] = 7  # at least one scored position
+    expected = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    assert_close(mlm_loss(logits, labels), expected)
+    selected = labels != -100
+    by_hand = -torch.log_softmax(logits, -1)[selected].gather(1, labels[selected, None]).sum() / selected.sum()
+    assert_close(mlm_loss(logits, labels), by_hand)
+
+
+def test_mlm_mask_tokens_80_10_10_proportions():
+    vocab, mask_id, special = 1000, 3, (0, 1, 2, 3)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(4, vocab, (400, 500), generator=generator)  # 200,000 ordinary tokens
+    corrupted, labels = mlm_mask_tokens(ids, mask_id, vocab, special, generator=generator)
+    selected = labels != IGNORE_INDEX
+    count = int(selected.sum())
+    # Binomial standard deviations: 0.0008 for the 15 %, about 0.003 for the 80 % and 0.002 for the 10 %s.
+    assert abs(count / ids.numel() - 0.15) < 0.004
+    assert torch.equal(labels[selected], ids[selected])
+    assert torch.equal(corrupted[~selected], ids[~selected])  # unselected tokens are never touched
+    masked = (corrupted[selected] == mask_id).float().mean().item()
+    kept = (corrupted[selected] == ids[selected]).float().mean().item()
+    changed = ((corrupted[selected] != ids[selected]) & (corrupted[selected] != mask_id)).float().mean().item()
+    assert abs(masked - 0.80) < 0.012
+    assert abs(kept - 0.10) < 0.01    # (+ the 1/vocab chance that a random draw repeats the token)
+    assert abs(changed - 0.10) < 0.01
+
+
+def test_mlm_mask_tokens_never_selects_special_tokens():
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(4, 50, (64, 32), generator=generator)
+    ids[:, 0], ids[:, -1], ids[:, 20:-1] = 1, 2, 0  # [CLS] ... [SEP] and padding
+    corrupted, labels = mlm_mask_tokens(ids, 3, 50, special_ids=[0, 1, 2], mask_prob=0.9, generator=generator)
+    special = (ids == 0) | (ids == 1) | (ids == 2)
+    assert (labels[special] == IGNORE_INDEX).all()
+    assert torch.equal(corrupted[special], ids[special])
+    assert (labels[~special] != IGNORE_INDEX).float().mean() > 0.85
+
+
+def test_mlm_mask_tokens_is_reproducible_with_a_generator():
+    ids = torch.randint(4, 50, (8, 16), generator=torch.Generator().manual_seed(0))
+    first = mlm_mask_tokens(ids, 3, 50, (0,), generator=torch.Generator().manual_seed(5))
+    second = mlm_mask_tokens(ids, 3, 50, (0,), generator=torch.Generator().manual_seed(5))
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_mean_pool_ignores_padding():
+    hidden = torch.randn(2, 5, 3, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    pooled = mean_pool(hidden, mask)
+    assert_close(pooled[0], hidden[0, :3].mean(0))
+    assert_close(pooled[1], hidden[1].mean(0))
+    assert_close(mean_pool(hidden), hidden.mean(1))
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = BertModel(BertConfig(**TINY)).eval()
+    with pytest.raises(TypeError, match="integer tensor of token ids, got dtype torch.float32"):
+        model(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match=r"must have shape \(batch, seq\), got \(5,\)"):
+        model(torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 97\), got values in \[0, 200\]"):
+        model(torch.tensor([[0, 200]]))
+    with pytest.raises(ValueError, match="longer than max_positions=24"):
+        model(torch.zeros(1, 30, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"attention_mask must have the shape of input_ids \(1, 4\)"):
+        model(torch.zeros(1, 4, dtype=torch.long), attention_mask=torch.ones(1, 3))
+    with pytest.raises(ValueError, match="divisible by num_heads=5"):
+        BertConfig(**{**TINY, "num_heads": 5})
+    with pytest.raises(ValueError, match="mask_prob must be in"):
+        mlm_mask_tokens(torch.zeros(1, 3, dtype=torch.long), 3, 10, mask_prob=1.5)
+    with pytest.raises(TypeError, match="input_ids must be an integer tensor, got torch.float32"):
+        mlm_mask_tokens(torch.zeros(1, 3), 3, 10)
+    with pytest.raises(ValueError, match=r"labels must have shape \(2, 3\) \(the logits. without vocab\), got \(2, 4\)"):
+        mlm_loss(torch.zeros(2, 3, 10), torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="every label is -100"):
+        mlm_loss(torch.zeros(1, 2, 10), torch.full((1, 2), -100))
+    with pytest.raises(ValueError, match=r"attention_mask must have shape \(batch, seq\) = \(2, 5\)"):
+        mean_pool(torch.zeros(2, 5, 3), torch.ones(2, 4))
+
+
+# --------------------------------------------------------------------------------------------------
+# Exercise checkers of chapter 8: accept the right answer, reject a wrong one
+# --------------------------------------------------------------------------------------------------
+def test_ch08_checkers_accept_right_and_reject_wrong_answers():
+    from mmtutorial.exercises import ExerciseError, ch08
+
+    ch08.check_mean_pool(mean_pool)
+    with pytest.raises(ExerciseError, match="number of real tokens"):
+        ch08.check_mean_pool(lambda hidden, mask: hidden.mean(1))  # averages the padding too
+
+    ch08.check_masked_lm_loss(mlm_loss)
+    with pytest.raises(ExerciseError, match="selected positions only"):
+        ch08.check_masked_lm_loss(lambda logits, labels: F.cross_entropy(
+            logits.flatten(0, 1), labels.clamp(min=0).flatten()))  # scores every position
+
+    def count(vocab, positions, types, dim, layers, intermediate):
+        embeddings = (vocab + positions + types) * dim + 2 * dim
+        block = 4 * (dim * dim + dim) + 2 * dim * intermediate + intermediate + dim + 4 * dim
+        return embeddings + layers * block + dim * dim + dim
+
+    ch08.check_bert_parameter_count(count)
+    with pytest.raises(ExerciseError, match="expected 109,482,240"):
+        ch08.check_bert_parameter_count(lambda *args: count(*args) - args[3] * args[3] - args[3])  # no pooler
+
+    ch08.check_cosine_similarity_matrix(lambda a, b: F.normalize(a, dim=1) @ F.normalize(b, dim=1).T)
+    with pytest.raises(ExerciseError, match="Normalise every row"):
+        ch08.check_cosine_similarity_matrix(lambda a, b: a @ b.T)
+    with pytest.raises(ExerciseError, match="NotImplementedError"):
+        ch08.check_mean_pool(lambda hidden, mask: (_ for _ in ()).throw(NotImplementedError))
