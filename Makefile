@@ -47,9 +47,11 @@ serve:
 	@echo "Serving _build/html at http://127.0.0.1:$(PORT)  (Ctrl-C stops)"
 	$(PY) -m http.server $(PORT) --bind 127.0.0.1 --directory _build/html
 
+# Two pytest workers on two cores: one thread each, because two multi-threaded kernels on two cores hand
+# work back and forth and make small models many times slower.
 test: setup
 	rm -rf $(TEST_CACHE)
-	MMTUTORIAL_QUICK=1 MMTUTORIAL_CACHE=$(TEST_CACHE) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile \
+	OMP_NUM_THREADS=1 MMTUTORIAL_QUICK=1 MMTUTORIAL_CACHE=$(TEST_CACHE) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile \
 		--nbmake --nbmake-timeout=600 tests book
 	$(PY) scripts/build_book.py --no-execute
 

@@ -13,7 +13,7 @@ from .utils import Timer, count_parameters, seed_everything
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"checkpoint", "data", "doctor", "exercises", "metrics", "models", "nn", "scratch", "tokenizers", "interop", "widgets", "training", "viz"}
+_SUBMODULES = {"checkpoint", "data", "doctor", "exercises", "metrics", "models", "nn", "encoders", "scratch", "tokenizers", "interop", "retrieval", "widgets", "training", "viz"}
 
 
 def __getattr__(name: str):

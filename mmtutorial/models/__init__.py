@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = {"gpt", "bert", "vit", "clip"}
+_SUBMODULES = {"gpt", "bert", "vit", "clip", "fusion"}
 
 
 def __getattr__(name: str):
