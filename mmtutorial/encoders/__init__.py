@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-_SUBMODULES = {"text", "vision", "audio"}
+_SUBMODULES = {"text", "vision", "audio", "pretrained"}
 
 
 def __getattr__(name: str):
