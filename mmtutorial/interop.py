@@ -272,3 +272,142 @@ def mha_from_torch(torch_mha: nn.MultiheadAttention, use_fused: bool = True) -> 
     "load weights from elsewhere" entry point lives in ``mmtutorial.interop``.
     """
     return MultiHeadAttention.from_torch(torch_mha, use_fused=use_fused)
+
+
+# --------------------------------------------------------------------------------------------------
+# open_clip CLIP
+# --------------------------------------------------------------------------------------------------
+# open_clip's CLIP (model.py) keeps the text tower's pieces at the top level (token_embedding,
+# positional_embedding, transformer, ln_final, text_projection) and the ViT under ``visual.``; every
+# block is a ResidualAttentionBlock with an nn.MultiheadAttention.  nn.MultiheadAttention stacks Q, K
+# and V in ``in_proj_weight`` (3 width, width) in the order q, k, v, which is exactly the layout of our
+# ``qkv_proj``: so every open_clip key maps to exactly one of ours, with the same shape.
+def _openclip_block_map(theirs: str, ours: str) -> dict[str, str]:
+    mapping = {}
+    for kind in ("weight", "bias"):
+        mapping[f"{theirs}.ln_1.{kind}"] = f"{ours}.norm1.{kind}"
+        mapping[f"{theirs}.attn.in_proj_{kind}"] = f"{ours}.attn.qkv_proj.{kind}"  # q, k, v stacked alike
+        mapping[f"{theirs}.attn.out_proj.{kind}"] = f"{ours}.attn.out_proj.{kind}"
+        mapping[f"{theirs}.ln_2.{kind}"] = f"{ours}.norm2.{kind}"
+        mapping[f"{theirs}.mlp.c_fc.{kind}"] = f"{ours}.mlp.fc.{kind}"
+        mapping[f"{theirs}.mlp.c_proj.{kind}"] = f"{ours}.mlp.proj.{kind}"
+    return mapping
+
+
+def openclip_key_map(config) -> dict[str, str]:
+    """open_clip ``CLIP`` parameter name -> ``mmtutorial.models.clip.CLIP`` parameter name, for every parameter.
+
+    ``config`` is our ``CLIPConfig`` (it fixes the number of blocks in each tower).
+    """
+    from .models.clip import CLIPConfig
+
+    if not isinstance(config, CLIPConfig):
+        raise TypeError(f"openclip_key_map wants a CLIPConfig, got {type(config).__name__}")
+    mapping = {
+        "visual.conv1.weight": "visual.patch_embed.weight",               # the patch embedding (a strided conv)
+        "visual.class_embedding": "visual.class_token",
+        "visual.positional_embedding": "visual.position_embedding",
+        "visual.ln_pre.weight": "visual.norm_pre.weight",
+        "visual.ln_pre.bias": "visual.norm_pre.bias",
+        "visual.ln_post.weight": "visual.norm_post.weight",
+        "visual.ln_post.bias": "visual.norm_post.bias",
+        "visual.proj": "visual.projection",                               # (width, embed_dim): x @ proj
+        "token_embedding.weight": "text.token_embedding.weight",
+        "positional_embedding": "text.position_embedding",
+        "ln_final.weight": "text.norm_final.weight",
+        "ln_final.bias": "text.norm_final.bias",
+        "text_projection": "text.projection",                              # (width, embed_dim): x @ proj
+        "logit_scale": "logit_scale",                                      # log(1 / temperature)
+    }
+    for i in range(config.vision.num_layers):
+        mapping.update(_openclip_block_map(f"visual.transformer.resblocks.{i}", f"visual.blocks.{i}"))
+    for i in range(config.text.num_layers):
+        mapping.update(_openclip_block_map(f"transformer.resblocks.{i}", f"text.blocks.{i}"))
+    return mapping
+
+
+def openclip_to_clip_state_dict(openclip_state: dict[str, Tensor], config) -> dict[str, Tensor]:
+    """Rename an open_clip CLIP state dict to ours; ``ValueError`` naming missing and unexpected keys."""
+    if not isinstance(openclip_state, dict):
+        raise TypeError(f"openclip_state must be a dict of tensors, got {type(openclip_state).__name__}")
+    mapping = openclip_key_map(config)
+    state = {key: value for key, value in openclip_state.items() if key != "attn_mask"}  # a buffer, not a weight
+    missing = [key for key in mapping if key not in state]
+    unexpected = [key for key in state if key not in mapping]
+    if missing or unexpected:
+        hint = ""
+        if any(key == "logit_bias" for key in unexpected):
+            hint = " (logit_bias belongs to SigLIP-style models, which this CLIP does not implement)"
+        raise ValueError("the open_clip state dict does not match the CLIP key map for this CLIPConfig: "
+                         f"missing keys: [{_describe(missing)}]; unexpected keys: [{_describe(unexpected)}]{hint}")
+    return {ours: state[theirs] for theirs, ours in mapping.items()}
+
+
+def clip_to_openclip_state_dict(model) -> dict[str, Tensor]:
+    """Our CLIP's weights under open_clip's names (loads with ``strict=True`` into the same open_clip config)."""
+    from .models.clip import CLIP
+
+    if not isinstance(model, CLIP):
+        raise TypeError(f"expected a mmtutorial CLIP, got {type(model).__name__}")
+    ours = model.state_dict()
+    return {theirs: ours[name].clone() for theirs, name in openclip_key_map(model.config).items()}
+
+
+def load_openclip_state_dict(model, openclip_state: dict[str, Tensor]):
+    """Load an open_clip CLIP state dict (e.g. ``open_clip.create_model('ViT-B-32').state_dict()``) into our
+    ``CLIP`` through ``openclip_key_map``, strictly: every key and every shape must match."""
+    from .models.clip import CLIP
+
+    if not isinstance(model, CLIP):
+        raise TypeError(f"expected a mmtutorial CLIP, got {type(model).__name__}")
+    converted = openclip_to_clip_state_dict(openclip_state, model.config)
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in converted]
+    unexpected = [key for key in converted if key not in expected]
+    if missing or unexpected:
+        raise ValueError(f"converted weights do not fit this CLIP: missing keys: [{_describe(missing)}]; "
+                         f"unexpected keys: [{_describe(unexpected)}]")
+    wrong = [f"{key}: ours {tuple(expected[key].shape)}, open_clip {tuple(value.shape)}"
+             for key, value in converted.items() if value.shape != expected[key].shape]
+    if wrong:
+        raise ValueError("shape mismatch (is the CLIPConfig the open_clip model's?): " + "; ".join(wrong[:5])
+                         + (f" ... ({len(wrong)} in all)" if len(wrong) > 5 else ""))
+    model.load_state_dict(converted, strict=True)
+    return model
+
+
+def clip_from_openclip(openclip_model, quick_gelu: bool | None = None):
+    """Our ``CLIP`` with the architecture and weights of an open_clip ``CLIP`` module.
+
+    The configuration is read from the module's shapes (open_clip does not store its config on the model);
+    ``quick_gelu`` defaults to whether its MLPs use ``QuickGELU``.
+    """
+    from .models.clip import CLIP, CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+
+    try:
+        visual, blocks = openclip_model.visual, openclip_model.visual.transformer.resblocks
+        text_blocks = openclip_model.transformer.resblocks
+        conv = visual.conv1
+    except AttributeError as error:
+        raise TypeError("expected an open_clip CLIP with a ViT image tower and a Transformer text tower, "
+                        f"got {type(openclip_model).__name__}") from error
+    width = conv.out_channels
+    vision = CLIPVisionConfig(image_size=visual.image_size[0], patch_size=conv.kernel_size[0],
+                              in_channels=conv.in_channels, width=width, num_layers=len(blocks),
+                              num_heads=blocks[0].attn.num_heads,
+                              mlp_ratio=blocks[0].mlp.c_fc.out_features / width)
+    text_width = openclip_model.token_embedding.embedding_dim
+    text = CLIPTextConfig(vocab_size=openclip_model.token_embedding.num_embeddings,
+                          context_length=openclip_model.positional_embedding.shape[0], width=text_width,
+                          num_layers=len(text_blocks), num_heads=text_blocks[0].attn.num_heads,
+                          mlp_ratio=text_blocks[0].mlp.c_fc.out_features / text_width)
+    if quick_gelu is None:
+        quick_gelu = type(blocks[0].mlp.gelu).__name__ == "QuickGELU"
+    config = CLIPConfig(embed_dim=visual.proj.shape[1], vision=vision, text=text, quick_gelu=quick_gelu)
+    weight = openclip_model.logit_scale
+    model = CLIP(config).to(device=weight.device, dtype=weight.dtype)
+    return load_openclip_state_dict(model, openclip_model.state_dict())
+
+
+__all__ += ["openclip_key_map", "openclip_to_clip_state_dict", "clip_to_openclip_state_dict",
+            "load_openclip_state_dict", "clip_from_openclip"]
