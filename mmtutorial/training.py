@@ -186,10 +186,14 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
     if config.schedule == "onecycle":
         # PyTorch's one-cycle policy (Smith & Topin 2019): warm up to lr, then anneal by cosine.
+        # Each of its two phases must span at least one step, or OneCycleLR divides by zero.
+        if total_steps < 3:
+            raise ValueError(f"the onecycle schedule needs at least 3 optimizer steps, got {total_steps}; "
+                             "train for more steps or use schedule='cosine'")
         pct_start = config.warmup_steps / total_steps if config.warmup_steps else 0.3
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=[group["lr"] for group in optimizer.param_groups], total_steps=total_steps,
-            pct_start=min(max(pct_start, 1.0 / total_steps), 0.99), cycle_momentum=False)
+            pct_start=min(max(pct_start, 2.0 / total_steps), 0.99), cycle_momentum=False)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, config.warmup_steps, config.schedule))
 

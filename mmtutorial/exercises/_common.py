@@ -1,6 +1,8 @@
 """Shared pieces of the exercise checkers."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 
@@ -24,3 +26,20 @@ def check_close(name: str, got, expected, *, rtol: float = 1e-6, atol: float = 1
 
 def passed(name: str) -> None:
     print(f"✓ {name}: correct")
+
+
+def call_answer(name: str, fn: Callable, *args, **kwargs):
+    """Call the learner's ``fn``; a non-function or a stub still raising NotImplementedError gets a clear message."""
+    if not callable(fn):
+        raise ExerciseError(f"{name}: expected a function, got {type(fn).__name__}")
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError as error:
+        raise ExerciseError(f"{name}: the function still raises NotImplementedError; write it first") from error
+
+
+def as_float64(value) -> np.ndarray:
+    """A learner's answer (NumPy, list or torch tensor on any device) as a float64 array."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)

@@ -8,25 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
-from ._common import ExerciseError, check_close, passed
-
-
-def _call(name: str, fn: Callable, *args):
-    if not callable(fn):
-        raise ExerciseError(f"{name}: expected a function, got {type(fn).__name__}")
-    try:
-        return fn(*args)
-    except NotImplementedError as error:
-        raise ExerciseError(f"{name}: the function still raises NotImplementedError; write it first") from error
-
-
-def _as_numpy(value):
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=np.float64)
+from ._common import ExerciseError, check_close, passed, call_answer as _call, as_float64 as _as_numpy
 
 
 def check_patchify(patchify: Callable) -> None:
