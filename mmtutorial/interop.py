@@ -164,18 +164,29 @@ def load_hf_bert_weights(model: BertModel | BertForMaskedLM, hf_state: dict[str,
         raise TypeError(f"expected a BertModel or BertForMaskedLM, got {type(model).__name__}")
     converted = hf_to_bert_state_dict(hf_state, pooler=model.config.pooler,
                                       mlm_head=isinstance(model, BertForMaskedLM))
+    load_converted_state_dict(model, converted, source="checkpoint", config_name="BertConfig")
+    return model
+
+
+def load_converted_state_dict(model: nn.Module, converted: dict[str, Tensor], *, source: str,
+                              config_name: str) -> None:
+    """``model.load_state_dict(converted, strict=True)`` after checks whose errors name the keys at fault.
+
+    ``source`` names where the weights came from ("checkpoint", "open_clip") and ``config_name`` the config
+    class whose mismatch is the usual cause of wrong shapes; both appear in the error messages.
+    """
     expected = model.state_dict()
     missing = [key for key in expected if key not in converted]
     unexpected = [key for key in converted if key not in expected]
     if missing or unexpected:
         raise ValueError(f"converted weights do not fit this {type(model).__name__}: missing keys: "
                          f"[{_describe(missing)}]; unexpected keys: [{_describe(unexpected)}]")
-    wrong = [f"{key}: ours {tuple(expected[key].shape)}, checkpoint {tuple(value.shape)}"
+    wrong = [f"{key}: ours {tuple(expected[key].shape)}, {source} {tuple(value.shape)}"
              for key, value in converted.items() if value.shape != expected[key].shape]
     if wrong:
-        raise ValueError("shape mismatch (is the BertConfig the checkpoint's?): " + "; ".join(wrong[:5]))
+        raise ValueError(f"shape mismatch (is the {config_name} the {source}'s?): " + "; ".join(wrong[:5])
+                         + (f" ... ({len(wrong)} in all)" if len(wrong) > 5 else ""))
     model.load_state_dict(converted, strict=True)
-    return model
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
@@ -361,18 +372,7 @@ def load_openclip_state_dict(model, openclip_state: dict[str, Tensor]):
     if not isinstance(model, CLIP):
         raise TypeError(f"expected a mmtutorial CLIP, got {type(model).__name__}")
     converted = openclip_to_clip_state_dict(openclip_state, model.config)
-    expected = model.state_dict()
-    missing = [key for key in expected if key not in converted]
-    unexpected = [key for key in converted if key not in expected]
-    if missing or unexpected:
-        raise ValueError(f"converted weights do not fit this CLIP: missing keys: [{_describe(missing)}]; "
-                         f"unexpected keys: [{_describe(unexpected)}]")
-    wrong = [f"{key}: ours {tuple(expected[key].shape)}, open_clip {tuple(value.shape)}"
-             for key, value in converted.items() if value.shape != expected[key].shape]
-    if wrong:
-        raise ValueError("shape mismatch (is the CLIPConfig the open_clip model's?): " + "; ".join(wrong[:5])
-                         + (f" ... ({len(wrong)} in all)" if len(wrong) > 5 else ""))
-    model.load_state_dict(converted, strict=True)
+    load_converted_state_dict(model, converted, source="open_clip model", config_name="CLIPConfig")
     return model
 
 
