@@ -253,7 +253,7 @@ class Scene:
         listed = _join([f"a {o.phrase}" for o in objects])
         captions = [listed,
                     _join([f"a {o.size} {o.phrase}" for o in objects]),
-                    f"there is 1 shape" if n == 1 else f"there are {n} shapes"]
+                    "there is 1 shape" if n == 1 else f"there are {n} shapes"]
         groups = Counter(o.pair for o in objects)                    # insertion order = left to right
         captions.append(_join([f"{count} {color} {shape if count == 1 else _PLURALS[shape]}"
                                for (color, shape), count in groups.items()]))
