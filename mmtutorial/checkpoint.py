@@ -12,7 +12,7 @@ import pickle
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 import torch
 
@@ -21,14 +21,17 @@ class CheckpointError(ValueError):
     """A checkpoint could not be loaded: truncated, corrupt, or carrying objects that are not weights."""
 
 
-def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
-    """Save ``obj`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically; return the path."""
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = True) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    A crash or an exception part-way leaves the old file (or none) in place, never a truncated one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "wb") as tmp:
-            torch.save(obj, tmp)
+        with (os.fdopen(handle, "wb") if binary else os.fdopen(handle, "w", encoding="utf-8")) as tmp:
+            write(tmp)
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
@@ -37,6 +40,11 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
             os.unlink(tmp_name)
         raise
     return path
+
+
+def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
+    """Save ``obj`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically; return the path."""
+    return atomic_write(path, lambda file: torch.save(obj, file))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> Any:

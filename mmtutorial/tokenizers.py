@@ -27,10 +27,11 @@ import heapq
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from .checkpoint import atomic_write
 
 __all__ = ["BPETokenizer", "SPLIT_PATTERN", "GPT2_SPLIT_PATTERN", "ENDOFTEXT", "split_text",
            "bytes_to_unicode"]
@@ -295,20 +296,7 @@ class BPETokenizer:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the tokeniser as JSON, atomically (temp file in the same folder, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as tmp:
-                json.dump(self.to_dict(), tmp)
-                tmp.flush()
-                os.fsync(tmp.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
-            raise
-        return path
+        return atomic_write(path, lambda file: json.dump(self.to_dict(), file), binary=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BPETokenizer":

@@ -56,3 +56,21 @@ class Timer:
 
     def __str__(self) -> str:
         return f"{self.name}: {self.seconds:.2f} s"
+
+
+def lazy_submodules(package: str, names: set[str]):
+    """A module-level ``__getattr__`` for ``package`` that imports the submodules ``names`` on first use.
+
+    ``import mmtutorial as mmt`` stays fast, yet ``mmt.training`` (or ``mmt.encoders.audio``) just works.
+    """
+    import importlib
+    import sys
+
+    def __getattr__(name: str):
+        if name in names:
+            module = importlib.import_module(f".{name}", package)
+            setattr(sys.modules[package], name, module)
+            return module
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

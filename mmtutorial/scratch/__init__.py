@@ -2,14 +2,9 @@
 backprop, gradient checking and optimisers.  Each piece is tested against PyTorch in ``tests/``."""
 from __future__ import annotations
 
-import importlib
+from ..utils import lazy_submodules
 
 _SUBMODULES = {"activations", "losses", "autograd", "mlp", "gradcheck", "optim"}
 
 
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        module = importlib.import_module(f".{name}", __name__)
-        globals()[name] = module
-        return module
-    raise AttributeError(f"module 'mmtutorial.scratch' has no attribute {name!r}")
+__getattr__ = lazy_submodules(__name__, _SUBMODULES)
