@@ -13,13 +13,7 @@ transformers = pytest.importorskip("transformers")
 TINY = dict(vocab_size=61, max_seq_len=16, dim=32, num_layers=2, num_heads=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy machine thread hand-offs dominate their time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_hf_pair():

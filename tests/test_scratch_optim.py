@@ -15,14 +15,7 @@ from mmtutorial.scratch import optim
 STEPS = 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # The tensors here are tiny: with several intra-op threads on a busy 2-core machine torch spends
-    # most of its time spinning (measured: 89 s instead of 3 s for this file).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -58,7 +58,21 @@ def _check_texts(texts, name: str = "texts") -> list[str]:
     return texts
 
 
-class WordTokenizer:
+class _Vocabulary:
+    """What the word and character tokenisers share: ``itos`` (id -> token) with ``<unk>`` as id 0."""
+
+    itos: list[str]
+    unk_id = 0
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+
+class WordTokenizer(_Vocabulary):
     """A closed word vocabulary: the ``max_vocab`` most frequent words of the training texts (seen at least
     ``min_count`` times), plus ``<unk>`` (id 0) for every other word.
 
@@ -79,7 +93,6 @@ class WordTokenizer:
         if self.counts.shape != (len(itos),):
             raise ValueError(f"counts must have one entry per word ({len(itos)}), got shape {self.counts.shape}")
         self.lowercase, self.words_only = lowercase, words_only
-        self.unk_id = 0
 
     @classmethod
     def train(cls, texts: Iterable[str], max_vocab: int | None = None, min_count: int = 1,
@@ -97,13 +110,6 @@ class WordTokenizer:
         unknown = sum(counter.values()) - sum(count for _, count in ranked)
         return cls([UNK] + [word for word, _ in ranked], [unknown] + [count for _, count in ranked],
                    lowercase=lowercase, words_only=words_only)
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.itos)
-
-    def __len__(self) -> int:
-        return self.vocab_size
 
     def __repr__(self) -> str:
         return f"WordTokenizer(vocab_size={self.vocab_size}, lowercase={self.lowercase}, words_only={self.words_only})"
@@ -131,7 +137,7 @@ class WordTokenizer:
         return " ".join(self.itos[int(i)] for i in ids)
 
 
-class CharTokenizer:
+class CharTokenizer(_Vocabulary):
     """One token per character seen in training, plus ``<unk>`` (id 0) for characters never seen."""
 
     def __init__(self, chars: Sequence[str]):
@@ -140,18 +146,10 @@ class CharTokenizer:
             raise ValueError("chars must be distinct single characters")
         self.itos = [UNK] + chars
         self.stoi = {c: i + 1 for i, c in enumerate(chars)}
-        self.unk_id = 0
 
     @classmethod
     def train(cls, texts: Iterable[str]) -> "CharTokenizer":
         return cls(sorted(set("".join(_check_texts(texts)))))
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.itos)
-
-    def __len__(self) -> int:
-        return self.vocab_size
 
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size})"
