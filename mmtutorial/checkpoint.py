@@ -11,10 +11,12 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, Callable
 
 import torch
+from torch import Tensor, nn
 
 
 class CheckpointError(ValueError):
@@ -65,3 +67,30 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
         raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated or corrupt "
                               f"({type(error).__name__}: {error}). Delete it and retrain.") from error
+
+
+def describe_keys(keys: Sequence[str], limit: int = 8) -> str:
+    """At most ``limit`` of ``keys``, sorted, for an error message."""
+    keys = sorted(keys)
+    return ", ".join(keys[:limit]) + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def load_converted_state_dict(model: nn.Module, converted: dict[str, Tensor], *, source: str,
+                              config_name: str) -> None:
+    """``model.load_state_dict(converted, strict=True)`` after checks whose errors name the keys at fault.
+
+    ``source`` names where the weights came from ("checkpoint", "open_clip") and ``config_name`` the config
+    class whose mismatch is the usual cause of wrong shapes; both appear in the error messages.
+    """
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in converted]
+    unexpected = [key for key in converted if key not in expected]
+    if missing or unexpected:
+        raise ValueError(f"converted weights do not fit this {type(model).__name__}: missing keys: "
+                         f"[{describe_keys(missing)}]; unexpected keys: [{describe_keys(unexpected)}]")
+    wrong = [f"{key}: ours {tuple(expected[key].shape)}, {source} {tuple(value.shape)}"
+             for key, value in converted.items() if value.shape != expected[key].shape]
+    if wrong:
+        raise ValueError(f"shape mismatch (is the {config_name} the {source}'s?): " + "; ".join(wrong[:5])
+                         + (f" ... ({len(wrong)} in all)" if len(wrong) > 5 else ""))
+    model.load_state_dict(converted, strict=True)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checkpoint import describe_keys as _describe, load_converted_state_dict
 from .models.bert import BertConfig, BertForMaskedLM, BertModel, mean_pool
 from .nn import MultiHeadAttention
 
@@ -94,11 +95,6 @@ def _hf_layer_count(state_dict: dict[str, Tensor]) -> int:
     return max(layers) + 1
 
 
-def _describe(keys: Sequence[str], limit: int = 8) -> str:
-    keys = sorted(keys)
-    return ", ".join(keys[:limit]) + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")
-
-
 def hf_to_bert_state_dict(hf_state: dict[str, Tensor], *, pooler: bool | None = None,
                           mlm_head: bool | None = None) -> dict[str, Tensor]:
     """Convert a Hugging Face BERT state dict to ours through ``bert_key_map``.
@@ -166,27 +162,6 @@ def load_hf_bert_weights(model: BertModel | BertForMaskedLM, hf_state: dict[str,
                                       mlm_head=isinstance(model, BertForMaskedLM))
     load_converted_state_dict(model, converted, source="checkpoint", config_name="BertConfig")
     return model
-
-
-def load_converted_state_dict(model: nn.Module, converted: dict[str, Tensor], *, source: str,
-                              config_name: str) -> None:
-    """``model.load_state_dict(converted, strict=True)`` after checks whose errors name the keys at fault.
-
-    ``source`` names where the weights came from ("checkpoint", "open_clip") and ``config_name`` the config
-    class whose mismatch is the usual cause of wrong shapes; both appear in the error messages.
-    """
-    expected = model.state_dict()
-    missing = [key for key in expected if key not in converted]
-    unexpected = [key for key in converted if key not in expected]
-    if missing or unexpected:
-        raise ValueError(f"converted weights do not fit this {type(model).__name__}: missing keys: "
-                         f"[{_describe(missing)}]; unexpected keys: [{_describe(unexpected)}]")
-    wrong = [f"{key}: ours {tuple(expected[key].shape)}, {source} {tuple(value.shape)}"
-             for key, value in converted.items() if value.shape != expected[key].shape]
-    if wrong:
-        raise ValueError(f"shape mismatch (is the {config_name} the {source}'s?): " + "; ".join(wrong[:5])
-                         + (f" ... ({len(wrong)} in all)" if len(wrong) > 5 else ""))
-    model.load_state_dict(converted, strict=True)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:

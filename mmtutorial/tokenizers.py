@@ -80,10 +80,6 @@ def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     return out
 
 
-def _pair_counts(ids: Sequence[int]) -> Counter:
-    return Counter(zip(ids, ids[1:]))
-
-
 class BPETokenizer:
     """Byte-level BPE: ``train(text, vocab_size)``, ``encode``, ``decode``, special tokens, JSON save/load.
 

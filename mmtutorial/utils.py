@@ -64,13 +64,10 @@ def lazy_submodules(package: str, names: set[str]):
     ``import mmtutorial as mmt`` stays fast, yet ``mmt.training`` (or ``mmt.encoders.audio``) just works.
     """
     import importlib
-    import sys
 
     def __getattr__(name: str):
-        if name in names:
-            module = importlib.import_module(f".{name}", package)
-            setattr(sys.modules[package], name, module)
-            return module
+        if name in names:   # importing a submodule binds it on its package, so this runs once per name
+            return importlib.import_module(f".{name}", package)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import subprocess
 import wave
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..checkpoint import atomic_write
 from ..config import cache_dir, is_quick
 from . import DataNotFoundError
 
@@ -210,9 +210,8 @@ def load_spoken_digits(accents=None, variants=None, speeds=SPEEDS, pitches=PITCH
             clips = list(pool.map(lambda job: synthesize(DIGITS[job[3]], job[0], job[1], job[2]), jobs))
         audio = np.round(np.stack(clips) * 32767).clip(-32768, 32767).astype(np.int16)   # (n, samples)
         manifest = {"settings": settings, "rows": [list(job) for job in jobs]}
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, audio=audio, manifest=np.array(json.dumps(manifest)))
-        os.replace(tmp, path)                                     # atomic: never a half-written cache
+        # Atomic, with a unique temporary name: two notebooks generating the same set at once cannot clash.
+        atomic_write(path, lambda file: np.savez(file, audio=audio, manifest=np.array(json.dumps(manifest))))
     rows = manifest["rows"]
     return SpokenDigits(audio=audio.astype(np.float32) / 32768.0,
                         labels=np.array([row[3] for row in rows], dtype=np.int64),

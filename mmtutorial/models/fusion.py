@@ -21,13 +21,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..nn.fusion import (ConcatFusion, CrossAttentionFusion, FiLM, GatedFusion, LateFusion, ModalityDropout,
-                         WeightedFusion)
+from ..nn.fusion import FUSION_MODULES, ConcatFusion, ModalityDropout
 
 __all__ = ["FUSIONS", "MultimodalClassifierConfig", "MultimodalClassifier", "multimodal_loss", "accuracy",
            "SentimentFusionConfig", "SentimentFusionModel", "sentiment_loss"]
 
-FUSIONS = ("concat", "weighted", "late", "gated", "film", "cross_attention")
+FUSIONS = tuple(FUSION_MODULES)                # "concat", "weighted", "late", "gated", "film", "cross_attention"
 
 
 @dataclass
@@ -113,18 +112,11 @@ class MultimodalClassifier(nn.Module):
         dims = {name: hidden for name in names}
         self.modality_dropout = (ModalityDropout(config.modality_dropout, len(names))
                                  if config.modality_dropout > 0 else None)
-        if config.fusion == "concat":
-            self.fusion = ConcatFusion(dims)
-        elif config.fusion == "weighted":
-            self.fusion = WeightedFusion(dims)
-        elif config.fusion == "late":
-            self.fusion = LateFusion(dims, config.num_classes, combine=config.late_combine)
-        elif config.fusion == "gated":
-            self.fusion = GatedFusion(dims, hidden)
-        elif config.fusion == "film":
-            self.fusion = FiLM(dims, target=config.film_target)
-        else:
-            self.fusion = CrossAttentionFusion(dims, embed_dim=hidden, num_heads=config.num_heads)
+        # The arguments each fusion takes beyond the modalities' widths.
+        extra = {"late": dict(num_classes=config.num_classes, combine=config.late_combine),
+                 "gated": dict(output_dim=hidden), "film": dict(target=config.film_target),
+                 "cross_attention": dict(embed_dim=hidden, num_heads=config.num_heads)}
+        self.fusion = FUSION_MODULES[config.fusion](dims, **extra.get(config.fusion, {}))
         # Encoders end in a Linear; the ReLU in front of the head makes the fused vector -> logits map
         # non-linear, which matters: a linear map of a concatenation is additive in the modalities.
         self.head = None if config.fusion == "late" else nn.Sequential(

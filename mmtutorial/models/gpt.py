@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoint import load_converted_state_dict
 from ..nn import KVCache, LearnedPositionalEmbedding, TransformerConfig, TransformerEncoder
 
 __all__ = ["GPTConfig", "GPT", "top_k_filter", "top_p_filter", "sample_next_token", "generation_flops",
@@ -299,21 +300,11 @@ def load_hf_gpt2(hf_model, model: GPT | None = None) -> GPT:
     elif asdict(model.config) | {"dropout": 0.0} != asdict(config):
         raise ValueError(f"config mismatch: ours {model.config}, Hugging Face's {config}")
     hf_state = hf_model.state_dict()
-    ours = model.state_dict()
-    loaded = set()
-    for i in range(config.num_layers):
+    converted = {}
+    for i in range(config.num_layers):                    # the map's non-layer keys repeat; same result each time
         for hf_key, our_key in HF_GPT2_KEY_MAP.items():
             hf_key, our_key = hf_key.format(i=i), our_key.format(i=i)
-            if our_key in loaded:
-                continue
-            tensor = hf_state[hf_key]
-            if hf_key.endswith(_HF_CONV1D):
-                tensor = tensor.t()
-            if tensor.shape != ours[our_key].shape:
-                raise ValueError(f"{hf_key}: shape {tuple(tensor.shape)} does not fit {our_key} {tuple(ours[our_key].shape)}")
-            ours[our_key].copy_(tensor)
-            loaded.add(our_key)
-    missing = set(ours) - loaded - {"lm_head.weight"}  # the LM head is tied to the token embedding
-    if missing:
-        raise ValueError(f"weights not loaded from the Hugging Face model: {sorted(missing)}")
+            converted[our_key] = hf_state[hf_key].t() if hf_key.endswith(_HF_CONV1D) else hf_state[hf_key]
+    converted["lm_head.weight"] = converted["token_embedding.weight"]     # tied to the token embedding
+    load_converted_state_dict(model, converted, source="Hugging Face model", config_name="GPTConfig")
     return model

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoint import load_converted_state_dict
 from ..nn import LearnedPositionalEmbedding, TransformerBlock, TransformerConfig
 
 __all__ = ["ViTConfig", "PatchEmbedding", "ViT", "vit_parameter_count", "attention_rollout",
@@ -354,15 +355,8 @@ def load_torchvision_vit(model: ViT, tv_model: nn.Module) -> ViT:
     if unknown or missing:
         raise ValueError(f"the torchvision state dict does not fit a {model.config.num_layers}-layer ViT: "
                          f"names without a mapping {unknown[:5]}, mapped names it lacks {missing[:5]}")
-    ours = model.state_dict()
-    converted = {}
-    for their_name, our_name in mapping.items():
-        tensor = theirs[their_name]
-        if their_name == "encoder.pos_embedding":
-            tensor = tensor.squeeze(0)                                           # (1, 1 + N, d) -> (1 + N, d)
-        if tuple(tensor.shape) != tuple(ours[our_name].shape):
-            raise ValueError(f"shape mismatch for {their_name} -> {our_name}: torchvision {tuple(tensor.shape)}, "
-                             f"ours {tuple(ours[our_name].shape)} (is the ViTConfig the checkpoint's?)")
-        converted[our_name] = tensor
-    model.load_state_dict(converted, strict=True)
+    # torchvision keeps the position table as (1, 1 + N, d); ours is (1 + N, d).
+    converted = {our_name: theirs[their_name].squeeze(0) if their_name == "encoder.pos_embedding"
+                 else theirs[their_name] for their_name, our_name in mapping.items()}
+    load_converted_state_dict(model, converted, source="torchvision", config_name="ViTConfig")
     return model

@@ -16,18 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import sigmoid
+from .activations import _as_float_array as _float_array, sigmoid
 
 __all__ = ["mse", "mse_grad", "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_grad",
            "logsumexp", "softmax", "log_softmax", "one_hot", "softmax_cross_entropy",
            "softmax_cross_entropy_grad"]
-
-
-def _float_array(x, name: str) -> np.ndarray:
-    array = np.asarray(x)
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    return array.astype(np.float64, copy=False)
 
 
 def _same_shape(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
