@@ -2,6 +2,7 @@
 
 - ``attention``: scaled dot-product attention from the definition, masks, ``MultiHeadAttention``, ``KVCache``
 - ``positional``: sinusoidal, learned and rotary position encodings
+- ``conv``: the conv block (3 x 3 conv, BatchNorm, ReLU, max-pool) every CNN of the book stacks
 - ``transformer``: ``TransformerConfig``, ``MLP``, ``TransformerBlock``, ``TransformerEncoder`` and
   ``transformer_parameter_count``
 
@@ -10,11 +11,12 @@ Boolean attention masks mean True = may attend everywhere in this package (as in
 """
 from .attention import (KVCache, MultiHeadAttention, causal_mask, combine_masks, padding_mask,
                         scaled_dot_product_attention)
+from .conv import conv_block, conv_stack
 from .positional import (LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding,
                          apply_rotary_pos_emb, rotate_half)
 from .transformer import MLP, TransformerBlock, TransformerConfig, TransformerEncoder, transformer_parameter_count
 
-__all__ = ["KVCache", "MultiHeadAttention", "causal_mask", "combine_masks", "padding_mask",
+__all__ = ["conv_block", "conv_stack", "KVCache", "MultiHeadAttention", "causal_mask", "combine_masks", "padding_mask",
            "scaled_dot_product_attention", "LearnedPositionalEmbedding", "RotaryEmbedding",
            "SinusoidalPositionalEncoding", "apply_rotary_pos_emb", "rotate_half", "MLP", "TransformerBlock",
            "TransformerConfig", "TransformerEncoder", "transformer_parameter_count"]

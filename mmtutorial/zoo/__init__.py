@@ -1,0 +1,26 @@
+"""The model zoo: a model *with weights*.
+
+Architectures live in ``mmtutorial.models`` and ``mmtutorial.encoders`` and know nothing of weights files.
+Here, one module per source of weights:
+
+- foreign checkpoints, each with its explicit key map (their name -> ours) and a loader that goes through
+  the one checked loader ``mmtutorial.checkpoint.load_converted_state_dict``:
+  ``torch_nn`` (``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer``, ``nn.LSTM``), ``gpt2``
+  (Hugging Face GPT-2), ``bert`` (Hugging Face BERT and the packaged all-MiniLM-L6-v2), ``openclip``
+  (open_clip CLIP), ``torchvision_models`` (torchvision ViT and ResNet), ``efficientnet`` (the packaged
+  ImageNet EfficientNet-Lite0);
+- the book's own trained models, each a "load if cached, else train, and say which" recipe shared by the
+  chapter that teaches it and every later chapter that reuses it: ``fashion`` (chapter 10's CNN, chapter
+  11's ViT), ``spoken_digits`` (chapter 12's audio CNN), ``scenes_clip`` (chapter 15's CLIP).
+
+Sub-modules are imported on first use (``mmt.zoo.bert.load_minilm()``).
+"""
+from __future__ import annotations
+
+from ..utils import lazy_submodules
+
+_SUBMODULES = {"torch_nn", "gpt2", "bert", "openclip", "torchvision_models", "efficientnet", "fashion",
+               "spoken_digits", "scenes_clip"}
+
+
+__getattr__ = lazy_submodules(__name__, _SUBMODULES)
