@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmtutorial.nn import MultiHeadAttention, scaled_dot_product_attention
+from mmtutorial.zoo.torch_nn import mha_from_torch
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
 
@@ -77,8 +78,8 @@ def benchmark(batch: int, seq: int, dim: int, heads: int, dtype: torch.dtype, de
 
     # (b) multi-head attention modules with the same weights, self-attention on (batch, seq, dim)
     reference = nn.MultiheadAttention(dim, heads, batch_first=True, device=device, dtype=dtype)
-    fused = MultiHeadAttention.from_torch(reference, use_fused=True)
-    scratch = MultiHeadAttention.from_torch(reference, use_fused=False)
+    fused = mha_from_torch(reference, use_fused=True)
+    scratch = mha_from_torch(reference, use_fused=False)
     x = torch.randn(batch, seq, dim, device=device, dtype=dtype, requires_grad=True)
     grad = torch.randn(batch, seq, dim, device=device, dtype=dtype)
     # torch's MHA takes causality as a mask (True = blocked) plus the is_causal hint

@@ -72,18 +72,20 @@ def check_images(images, *, channels: int | None = None, size: int | tuple[int, 
         hint = " (add a batch dimension with x[None])" if images.dim() == 3 else ""
         raise ValueError(f"{name} must be 4-D (batch, channels, height, width), got shape "
                          f"{tuple(images.shape)}{hint}")
-    if channels is not None and images.size(1) != channels:
-        raise ValueError(f"{name} have {images.size(1)} channels, expected {channels} (shape (batch, {channels}, "
-                         f"height, width)), got shape {tuple(images.shape)}")
     height, width = images.shape[-2:]
-    if size is not None:
-        expected = (size, size) if isinstance(size, int) else tuple(size)
+    expected = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
+    if channels is not None and images.size(1) != channels:
+        spatial = "height, width" if expected is None else f"{expected[0]}, {expected[1]}"
+        raise ValueError(f"{name} have {images.size(1)} channels, expected {channels} (shape (batch, {channels}, "
+                         f"{spatial})), got shape {tuple(images.shape)}")
+    if expected is not None:
         if (height, width) != expected:
             extra = ""
             if divisible_by and (height % divisible_by or width % divisible_by):
                 extra = f"; {height} x {width} is not even divisible by patch_size={divisible_by}"
             raise ValueError(f"{name} are {height} x {width} pixels, the model was built for {expected[0]} x "
-                             f"{expected[1]}{extra}. Resize them first.")
+                             f"{expected[1]} (expected shape (batch, {images.size(1)}, {expected[0]}, {expected[1]}), "
+                             f"got {tuple(images.shape)}){extra}. Resize them first.")
     return images
 
 

@@ -188,7 +188,12 @@ def _check_k(k: Any, num_items: int) -> int:
 
 def positive_mask(similarity: Any, positives: Any = None) -> np.ndarray:
     """The boolean relevance matrix ``(num_queries, num_items)`` described by ``positives``."""
-    num_queries, num_items = _as_similarity(similarity).shape
+    return _relevance(_as_similarity(similarity).shape, positives)
+
+
+def _relevance(shape: tuple[int, int], positives: Any) -> np.ndarray:
+    """:func:`positive_mask` for a similarity matrix of ``shape`` that is already validated."""
+    num_queries, num_items = shape
     if positives is None:
         if num_queries > num_items:
             raise ValueError(f"positives=None pairs query i with item i, so it needs num_queries <= num_items; "
@@ -234,7 +239,7 @@ def first_relevant_rank(similarity: Any, positives: Any = None) -> np.ndarray:
     the rank is ``1 + number of incorrect items scoring at least as high as the best correct one``.
     """
     scores = _as_similarity(similarity)
-    relevant = positive_mask(scores, positives)
+    relevant = _relevance(scores.shape, positives)
     ordered = _pessimistic_order(scores, relevant)                             # (Q, N)
     return ordered.argmax(axis=1) + 1                                          # first True, 1-based
 
@@ -250,7 +255,7 @@ def recall_at_k(similarity: Any, k: int, positives: Any = None, *, fraction_of_p
     """
     scores = _as_similarity(similarity)
     k = _check_k(k, scores.shape[1])
-    relevant = positive_mask(scores, positives)
+    relevant = _relevance(scores.shape, positives)
     ordered = _pessimistic_order(scores, relevant)                             # (Q, N)
     found = ordered[:, :k].sum(axis=1)                                         # (Q,) correct items in top k
     if fraction_of_positives:

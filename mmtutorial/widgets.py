@@ -5,8 +5,9 @@ Widgets need a live Jupyter kernel; the static book shows the figure of the twin
 - :func:`attention_explorer` (widget) and :func:`mmtutorial.viz.attention_grid` (static figure): attention
   maps ``softmax(q k^T / (sqrt(d_k) T))`` under a temperature ``T``, one head at a time.
 
-The numbers come from :func:`mmtutorial.nn.scaled_dot_product_attention` (one source of truth); a
-temperature ``T`` only changes its ``scale`` from ``1/sqrt(d_k)`` to ``1/(sqrt(d_k) T)``.
+The numbers come from :func:`mmtutorial.viz.attention_weights` (itself
+:func:`mmtutorial.nn.scaled_dot_product_attention`, one source of truth); a temperature ``T`` only changes
+its ``scale`` from ``1/sqrt(d_k)`` to ``1/(sqrt(d_k) T)``.  The static figures never import this module.
 """
 from __future__ import annotations
 
@@ -22,78 +23,10 @@ try:
 except ImportError as error:  # pragma: no cover - ipywidgets ships with Jupyter and Colab
     raise ImportError("mmtutorial.widgets needs ipywidgets: pip install ipywidgets") from error
 
-from .nn.attention import scaled_dot_product_attention
-from .viz import attention_grid, plot_attention_map
+from .viz import (_as_heads, _attend, _check_pair, _entropy, _select_head, attention_grid, attention_output,
+                  attention_weights, plot_attention_map)
 
 __all__ = ["attention_weights", "attention_output", "attention_explorer", "AttentionExplorer", "attention_grid"]
-
-
-def _as_heads(name: str, tensor) -> torch.Tensor:
-    """numpy array or tensor (seq, d) or (heads, seq, d) -> float64 tensor (heads, seq, d)."""
-    if isinstance(tensor, np.ndarray):
-        tensor = torch.from_numpy(tensor)
-    if not isinstance(tensor, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(tensor).__name__}")
-    if not (tensor.is_floating_point() or tensor.dtype in (torch.int32, torch.int64)):
-        raise TypeError(f"{name} must hold numbers (float or int), got dtype {tensor.dtype}")
-    if tensor.dim() not in (2, 3):
-        raise ValueError(f"{name} must have shape (seq, dim) or (heads, seq, dim), got {tuple(tensor.shape)}")
-    tensor = tensor.detach().to("cpu", torch.float64)
-    return tensor[None] if tensor.dim() == 2 else tensor  # (heads, seq, dim)
-
-
-def _check_pair(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor | None = None) -> None:
-    if query.size(0) != key.size(0):
-        raise ValueError(f"query and key must have the same number of heads, got {query.size(0)} and {key.size(0)}")
-    if query.size(-1) != key.size(-1):
-        raise ValueError(f"query and key must share d_k, got {query.size(-1)} and {key.size(-1)}")
-    if value is not None and (value.size(0) != key.size(0) or value.size(1) != key.size(1)):
-        raise ValueError(f"value must be (heads={key.size(0)}, seq_k={key.size(1)}, d_v), got {tuple(value.shape)}")
-
-
-def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor | None, temperature: float,
-            causal: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """All heads at once: weights (heads, seq_q, seq_k) and, with ``value``, outputs (heads, seq_q, d_v)."""
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature > 0:
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-    scale = 1.0 / (math.sqrt(query.size(-1)) * temperature)  # T multiplies the usual sqrt(d_k)
-    values = key[..., :1] if value is None else value  # placeholder when only the weights are wanted
-    output, weights = scaled_dot_product_attention(query, key, values, is_causal=causal, scale=scale,
-                                                   return_weights=True)
-    return weights, (None if value is None else output)
-
-
-def _select_head(weights: torch.Tensor, head: int) -> np.ndarray:
-    if not isinstance(head, int) or not 0 <= head < weights.size(0):
-        raise ValueError(f"head must be an int in [0, {weights.size(0)}), got {head!r}")
-    return weights[head].numpy()
-
-
-def attention_weights(query, key, temperature: float = 1.0, head: int = 0, causal: bool = False) -> np.ndarray:
-    """Attention weights softmax(q k^T / (sqrt(d_k) T)) of one head, as a float64 array (seq_q, seq_k).
-
-    ``query`` (seq_q, d_k) or (heads, seq_q, d_k); ``key`` (seq_k, d_k) or (heads, seq_k, d_k).
-    ``causal=True`` lets query i see keys j <= i only.  Low T sharpens the rows towards one-hot (T -> 0 is
-    an arg-max), high T flattens them towards uniform (T -> inf).
-    """
-    query, key = _as_heads("query", query), _as_heads("key", key)
-    _check_pair(query, key)
-    weights, _ = _attend(query, key, None, temperature, causal)
-    return _select_head(weights, head)
-
-
-def attention_output(query, key, value, temperature: float = 1.0, head: int = 0,
-                     causal: bool = False) -> np.ndarray:
-    """The attention output (weights @ value) of one head, float64 (seq_q, d_v)."""
-    query, key, value = _as_heads("query", query), _as_heads("key", key), _as_heads("value", value)
-    _check_pair(query, key, value)
-    _, output = _attend(query, key, value, temperature, causal)
-    return _select_head(output, head)
-
-
-def _entropy(weights: np.ndarray) -> float:
-    """Mean entropy (nats) of the rows of a weight matrix; 0 for one-hot rows, log(seq_k) for uniform."""
-    return float(-(weights * np.log(np.clip(weights, 1e-300, None))).sum(-1).mean())
 
 
 class AttentionExplorer(widgets.VBox):

@@ -4,6 +4,7 @@ and the chapter 14 exercise checkers.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ from torch import nn
 from torch.testing import assert_close
 
 from mmtutorial.data import paired
+from mmtutorial.encoders import audio as audio_encoders
 from mmtutorial.exercises import ExerciseError, ch14
 from mmtutorial.models.fusion import (FUSIONS, MultimodalClassifier, MultimodalClassifierConfig, SentimentFusionConfig,
                                       SentimentFusionModel, accuracy, multimodal_loss, sentiment_loss)
@@ -315,13 +317,13 @@ def test_sentiment_model_shapes_and_errors():
     data = paired.make_reviews(6, seed=0)
     assert model(data.tokens, data.lengths, data.images).shape == (6, 2)
     sentiment_loss(model, data.tensors()).backward()
-    with pytest.raises(ValueError, match=r"images must be \(batch, 1, 16, 16\), got \(6, 1, 24, 24\)"):
+    with pytest.raises(ValueError, match=r"expected shape \(batch, 1, 16, 16\), got \(6, 1, 24, 24\)"):
         model(data.tokens, data.lengths, torch.zeros(6, 1, 24, 24))
-    with pytest.raises(TypeError, match="int64"):
+    with pytest.raises(TypeError, match=r"integer token ids \(torch.long\), got dtype torch.float32"):
         model(data.tokens.float(), data.lengths, data.images)
     with pytest.raises(ValueError, match="lengths"):
         model(data.tokens, data.lengths * 0, data.images)
-    with pytest.raises(ValueError, match="token ids"):
+    with pytest.raises(ValueError, match=r"must be in \[0, vocab_size=40\), got values in \[100, "):
         model(data.tokens + 100, data.lengths, data.images)
     image_only = SentimentFusionModel(SentimentFusionConfig(vocab_size=40, modalities=("image",)))
     assert image_only(None, None, data.images).shape == (6, 2)
@@ -370,8 +372,9 @@ def test_load_paired_digits_small(monkeypatch, tmp_path):
     small = sd.load_spoken_digits(accents=("en-us",), variants=("m1", "m3", "f1", "f2"), styles_per_voice=1,
                                   verbose=False)
     monkeypatch.setattr(sd, "load_spoken_digits", lambda **kwargs: small)
-    data = paired.load_paired_digits("match", pairs=(200, 50, 60), image_noise=2.0, audio_snr_db=0.0,
-                                     segments=5, verbose=False)
+    five_tokens = functools.partial(audio_encoders.mfcc_tokens, segments=5)
+    data = paired.load_paired_digits("match", audio_transform=five_tokens, pairs=(200, 50, 60), image_noise=2.0,
+                                     audio_snr_db=0.0, verbose=False)
     assert data.num_classes == 2 and len(data.test) == 60
     assert data.train.image.shape == (200, 8, 8) and data.train.audio.shape == (200, 5, 13)
     assert int(data.test.label.sum()) == 30
@@ -380,7 +383,10 @@ def test_load_paired_digits_small(monkeypatch, tmp_path):
     image, audio, label = data.train.tensors(flat=True)
     assert image.shape == (200, 64) and audio.shape == (200, 65) and label.dtype == torch.int64
     with pytest.raises(ValueError, match="image_noise"):
-        paired.load_paired_digits("match", image_noise=-1.0)
+        paired.load_paired_digits("match", audio_transform=five_tokens, image_noise=-1.0)
+    with pytest.raises(ValueError, match="audio_transform must return"):
+        paired.load_paired_digits("match", audio_transform=lambda waves, rate: waves, pairs=(200, 50, 60),
+                                  verbose=False)
 
 
 def test_reviews_label_is_positive_words_and_smile():

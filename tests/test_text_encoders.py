@@ -11,6 +11,7 @@ from torch import nn
 from torch.testing import assert_close
 
 from mmtutorial.encoders import text
+from mmtutorial.zoo import torch_nn
 from mmtutorial.exercises import ExerciseError, ch09
 from mmtutorial.tokenizers import BPETokenizer
 
@@ -247,7 +248,7 @@ def test_lstm_cell_equals_nn_lstm_cell_forward_and_backward():
 def test_lstm_from_torch_equals_nn_lstm(num_layers, batch_first, bias):
     torch.manual_seed(num_layers)
     reference = nn.LSTM(4, 6, num_layers=num_layers, batch_first=batch_first, bias=bias, dtype=torch.float64)
-    model = text.LSTM.from_torch(reference)
+    model = torch_nn.lstm_from_torch(reference)
     x = torch.randn(3, 7, 4, dtype=torch.float64)
     state = (torch.randn(num_layers, 3 if batch_first else 7, 6, dtype=torch.float64),
              torch.randn(num_layers, 3 if batch_first else 7, 6, dtype=torch.float64))
@@ -270,9 +271,11 @@ def test_lstm_bad_inputs():
     with pytest.raises(TypeError, match="floating"):
         text.LSTMCell(2, 3)(torch.zeros(1, 2, dtype=torch.long))
     with pytest.raises(ValueError, match="bidirectional"):
-        text.LSTM.from_torch(nn.LSTM(2, 3, bidirectional=True))
+        torch_nn.lstm_from_torch(nn.LSTM(2, 3, bidirectional=True))
     with pytest.raises(ValueError, match="hidden_size"):
         text.LSTMCell(2, 0)
+    with pytest.raises(ValueError, match="zero time steps"):
+        model(torch.zeros(0, 2, 4))
 
 
 # --- exercise checkers --------------------------------------------------------------------------------

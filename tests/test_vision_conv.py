@@ -145,7 +145,7 @@ def test_bad_inputs_raise_clear_errors():
                              torch.randn(8, 2, 3, 3, dtype=torch.float64), groups=4)
     with pytest.raises(ValueError, match="must divide the output channels"):
         vision.conv2d_loops(x, torch.randn(6, 1, 3, 3, dtype=torch.float64), groups=4)
-    with pytest.raises(TypeError, match="floating point"):
+    with pytest.raises(TypeError, match="floating-point"):
         vision.conv2d_im2col(torch.zeros(1, 4, 5, 5, dtype=torch.uint8), weight)
     with pytest.raises(TypeError, match="one dtype"):
         vision.conv2d_im2col(x.float(), weight)

@@ -13,9 +13,11 @@ is paired with a spoken digit (espeak-ng, :mod:`mmtutorial.data.spoken_digits`).
 
 Splits never share a source item: train/val/test pairs are built from train/val/test images (a stratified
 split of the 1,797 images) and train/val/test voices (``split_by_voice``: held-out speakers, as in
-chapter 12).  Audio features are computed once: MFCCs (13 × 101 frames per second), averaged over
-``segments`` equal time spans (a (segments, 13) token sequence per word), standardised with the training
-statistics.  Images are (8, 8): eight row tokens of eight pixels.
+chapter 12).  The loader returns what the data is, not features: the caller passes ``audio_transform``,
+which turns waveforms into a sequence of tokens per word (chapter 14 passes
+``mmtutorial.encoders.audio.mfcc_tokens``: MFCCs averaged over equal time spans).  It is applied once per
+split and its tokens are standardised with the training statistics.  Images are (8, 8): eight row tokens of
+eight pixels.
 
 **Reviews with a face.**  :func:`make_reviews` writes short templated reviews ("the food was not good")
 and draws a small face (smiling or frowning) with numpy.  A review counts as positive only when the words
@@ -24,13 +26,14 @@ positive, so each modality alone is capped at 5/6 ≈ 83 % and only both reach 1
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["TASKS", "PairedSplit", "PairedDigits", "audio_features", "add_noise_at_snr", "make_pairs",
+__all__ = ["TASKS", "PairedSplit", "PairedDigits", "add_noise_at_snr", "make_pairs",
            "load_paired_digits", "REVIEW_VOCABULARY", "ReviewVocabulary", "ReviewSplit", "draw_face",
            "make_reviews"]
 
@@ -39,7 +42,7 @@ NUM_CLASSES = {"match": 2, "sum": 19, "digit": 10}
 
 
 # --------------------------------------------------------------------------------------------------
-# Audio features, computed once
+# Audio noise
 # --------------------------------------------------------------------------------------------------
 def add_noise_at_snr(audio: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:
     """White Gaussian noise at ``snr_db`` dB below each clip's mean power (n, samples) float32."""
@@ -51,19 +54,6 @@ def add_noise_at_snr(audio: np.ndarray, snr_db: float, seed: int = 0) -> np.ndar
     return (audio + noise * np.sqrt(power / 10 ** (snr_db / 10))).astype(np.float32)
 
 
-def audio_features(audio: np.ndarray, sample_rate: int = 16000, n_mfcc: int = 13,
-                   segments: int = 10) -> Tensor:
-    """MFCCs averaged over ``segments`` equal time spans: (n, segments, n_mfcc) float32 tokens."""
-    from ..encoders.audio import mfcc
-
-    if segments < 1:
-        raise ValueError(f"segments must be >= 1, got {segments}")
-    waveforms = torch.as_tensor(np.asarray(audio), dtype=torch.float32)     # (n, samples); float32 is 2x faster
-    coefficients = mfcc(waveforms, sample_rate, n_mfcc=n_mfcc, n_mels=40)   # (n, n_mfcc, frames)
-    pooled = torch.nn.functional.adaptive_avg_pool1d(coefficients, segments)   # (n, n_mfcc, segments)
-    return pooled.transpose(1, 2).float().contiguous()                    # (n, segments, n_mfcc)
-
-
 # --------------------------------------------------------------------------------------------------
 # Paired digits
 # --------------------------------------------------------------------------------------------------
@@ -71,7 +61,7 @@ def audio_features(audio: np.ndarray, sample_rate: int = 16000, n_mfcc: int = 13
 class PairedSplit:
     """One split of paired digits: image tokens, audio tokens and the label of every pair."""
     image: Tensor               # (n, 8, 8) float32, standardised pixels (8 row tokens)
-    audio: Tensor               # (n, segments, n_mfcc) float32, standardised MFCC tokens
+    audio: Tensor               # (n, tokens, features) float32: audio_transform's tokens, standardised
     label: Tensor               # (n,) int64
     image_digit: np.ndarray     # (n,) the digit drawn in the image
     audio_digit: np.ndarray     # (n,) the digit spoken
@@ -83,7 +73,7 @@ class PairedSplit:
         return len(self.label)
 
     def tensors(self, flat: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-        """(image, audio, label) for ``mmt.training.fit``; ``flat`` gives (n, 64) and (n, segments·n_mfcc)."""
+        """(image, audio, label) for ``mmt.training.fit``; ``flat`` gives (n, 64) and (n, tokens·features)."""
         if flat:
             return self.image.flatten(1), self.audio.flatten(1), self.label
         return self.image, self.audio, self.label
@@ -145,17 +135,31 @@ def make_pairs(task: str, image_digits: np.ndarray, audio_digits: np.ndarray, co
     return image_index, audio_index, labels
 
 
-def load_paired_digits(task: str = "match", pairs: tuple[int, int, int] | None = None,
-                       image_noise: float = 0.0, audio_snr_db: float | None = None, segments: int = 10,
-                       seed: int = 0, verbose: bool = True) -> PairedDigits:
-    """Paired image/spoken digits for ``task`` (see the module docstring), features computed once.
+def _audio_tokens(audio_transform, waveforms: np.ndarray, sample_rate: int) -> Tensor:
+    """Apply the caller's transform to (n, samples) waveforms and check it returned (n, tokens, features)."""
+    if not callable(audio_transform):
+        raise TypeError(f"audio_transform must be a callable (waveforms, sample_rate) -> tokens, got "
+                        f"{type(audio_transform).__name__}")
+    waveforms = torch.as_tensor(np.asarray(waveforms), dtype=torch.float32)     # (n, samples); float32 is 2x faster
+    tokens = audio_transform(waveforms, sample_rate)
+    if not isinstance(tokens, Tensor) or tokens.dim() != 3 or tokens.size(0) != waveforms.size(0):
+        got = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
+        raise ValueError(f"audio_transform must return a tensor (n={waveforms.size(0)}, tokens, features), got {got}")
+    return tokens.float()
+
+
+def load_paired_digits(task: str = "match", *, audio_transform: Callable[[Tensor, int], Tensor],
+                       pairs: tuple[int, int, int] | None = None, image_noise: float = 0.0,
+                       audio_snr_db: float | None = None, seed: int = 0, verbose: bool = True) -> PairedDigits:
+    """Paired image/spoken digits for ``task`` (see the module docstring), audio tokens computed once.
 
     Args:
         task: ``"match"``, ``"sum"`` or ``"digit"``.
+        audio_transform: ``(waveforms (n, samples) float32, sample_rate) -> tokens (n, tokens, features)``,
+            e.g. ``mmtutorial.encoders.audio.mfcc_tokens``; applied once to each split's utterances.
         pairs: number of (train, val, test) pairs; default (8000, 1000, 2000), QUICK (2000, 500, 1000).
         image_noise: standard deviation of Gaussian pixel noise (pixels range 0–16), a new draw per pair.
         audio_snr_db: white noise at this signal-to-noise ratio added to every utterance (None: clean).
-        segments: time spans the MFCCs are averaged over (audio tokens per word).
         seed: seeds the pairing and the noise.
     """
     from ..config import is_quick
@@ -174,7 +178,7 @@ def load_paired_digits(task: str = "match", pairs: tuple[int, int, int] | None =
     word_splits = split_by_voice(words, val_fraction=0.15, test_fraction=0.25, seed=0)   # as in chapter 12
     waves = [split.audio if audio_snr_db is None else add_noise_at_snr(split.audio, audio_snr_db, seed + i)
              for i, split in enumerate(word_splits)]
-    mfccs = [audio_features(w, words.sample_rate, segments=segments) for w in waves]   # (n, segments, 13)
+    mfccs = [_audio_tokens(audio_transform, w, words.sample_rate) for w in waves]   # (n, tokens, features)
     audio_mean, audio_std = mfccs[0].mean(dim=0), mfccs[0].std(dim=0)        # training statistics only
     rng = np.random.default_rng(seed + 100)
     built = []
@@ -193,11 +197,12 @@ def load_paired_digits(task: str = "match", pairs: tuple[int, int, int] | None =
     out = []
     for (y, split, image_index, audio_index, labels, pixels), feats in zip(built, mfccs):
         image = torch.as_tensor((pixels - mean) / std, dtype=torch.float32).view(-1, 8, 8)   # (n, 8, 8)
-        audio = ((feats - audio_mean) / audio_std)[torch.as_tensor(audio_index)]             # (n, seg, 13)
+        audio = ((feats - audio_mean) / audio_std)[torch.as_tensor(audio_index)]             # (n, tokens, features)
         out.append(PairedSplit(image, audio, torch.as_tensor(labels, dtype=torch.int64), y[image_index],
                                split.labels[audio_index], image_index, audio_index, split.voices[audio_index]))
     settings = {"task": task, "pairs": list(pairs), "image_noise": image_noise, "audio_snr_db": audio_snr_db,
-                "segments": segments, "seed": seed, "utterances": len(words)}
+                "audio_transform": getattr(audio_transform, "__name__", repr(audio_transform)), "seed": seed,
+                "utterances": len(words)}
     return PairedDigits(task, *out, num_classes=NUM_CLASSES[task], settings=settings)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from ..checkpoint import atomic_write
 from ..config import cache_dir, is_quick
 from . import DataNotFoundError
+from .audio import resample
 
 __all__ = ["DIGITS", "ACCENTS", "VARIANTS", "SPEEDS", "PITCHES", "SAMPLE_RATE", "SpokenDigits",
            "espeak_available", "synthesize", "load_spoken_digits", "split_by_voice"]
@@ -137,8 +138,6 @@ def synthesize(word: str, voice: str = "en-us", speed: int = 175, pitch: int = 5
 
     ``clip_seconds=None`` keeps the trimmed length.  Raises :class:`DataNotFoundError` without espeak-ng.
     """
-    from ..encoders.audio import resample
-
     if not espeak_available():
         raise DataNotFoundError(ESPEAK_HELP)
     result = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", word],

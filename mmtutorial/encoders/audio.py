@@ -28,10 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import check_waveform
+from ..data.audio import resample  # raw-audio handling lives with the data; re-exported for the chapters
+from ..nn import conv_stack
+
 __all__ = [
     "hann_window", "frame_signal", "num_frames", "dft_matrix", "dft", "stft", "power_spectrogram",
     "hz_to_mel", "mel_to_hz", "mel_frequencies", "mel_filterbank", "power_to_db", "log_mel_spectrogram",
-    "dct_matrix", "mfcc", "log_frame_energy", "resample", "check_sample_rate",
+    "dct_matrix", "mfcc", "mfcc_tokens", "log_frame_energy", "resample", "check_sample_rate",
     "LogMel", "AudioCNNConfig", "SpectrogramCNN", "AudioCNN",
 ]
 
@@ -39,27 +43,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------
 # Input checks: the mistakes people make with audio arrays
 # --------------------------------------------------------------------------------------------------
-def _check_waveform(x, name: str = "waveform") -> Tensor:
-    """A float tensor of shape (time,) or (batch, time); clear errors for the usual wrong inputs."""
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be floating point (float32/float64 samples in [-1, 1]), got {x.dtype}; "
-                        "convert int16 PCM with x.float() / 32768")
-    if x.ndim == 3:
-        raise ValueError(f"{name} must be mono, shaped (time,) or (batch, time); got {tuple(x.shape)} which "
-                         f"looks like (batch, channels={x.shape[1]}, time): average the channels first, "
-                         "x.mean(dim=1)")
-    if x.ndim not in (1, 2):
-        raise ValueError(f"{name} must have shape (time,) or (batch, time), got {tuple(x.shape)}")
-    if x.ndim == 2 and x.shape[-1] in (1, 2) and x.shape[0] > x.shape[-1]:
-        raise ValueError(f"{name} of shape {tuple(x.shape)} looks like (time, channels) audio (as soundfile "
-                         "returns stereo); expected mono (time,) or (batch, time): use x.mean(dim=1)")
-    return x
-
-
 def check_sample_rate(expected: int, received: int) -> None:
     """Raise ``ValueError`` when audio at ``received`` Hz is fed to something built for ``expected`` Hz.
 
@@ -69,19 +52,6 @@ def check_sample_rate(expected: int, received: int) -> None:
     if int(received) != int(expected):
         raise ValueError(f"expected audio sampled at {expected} Hz, received {received} Hz: resample it first, "
                          f"e.g. mmtutorial.encoders.audio.resample(x, {received}, {expected})")
-
-
-def resample(x, orig_sr: int, target_sr: int) -> np.ndarray | Tensor:
-    """Polyphase resampling (``scipy.signal.resample_poly``) along the last axis; keeps numpy/torch type."""
-    from scipy.signal import resample_poly
-
-    if orig_sr <= 0 or target_sr <= 0:
-        raise ValueError(f"sample rates must be positive, got {orig_sr} and {target_sr}")
-    g = math.gcd(int(orig_sr), int(target_sr))
-    up, down = int(target_sr) // g, int(orig_sr) // g
-    if isinstance(x, Tensor):
-        return torch.from_numpy(resample_poly(x.detach().cpu().numpy(), up, down, axis=-1)).to(x.dtype)
-    return resample_poly(np.asarray(x), up, down, axis=-1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -167,7 +137,7 @@ def stft(x, n_fft: int = 400, hop_length: int | None = None, win_length: int | N
     Returns:
         complex tensor (..., n_fft // 2 + 1, n_frames).
     """
-    x = _check_waveform(x)
+    x = check_waveform(x)
     hop_length = hop_length or n_fft // 4
     win_length = win_length or n_fft
     if win_length > n_fft:
@@ -297,7 +267,7 @@ def log_mel_spectrogram(x, sample_rate: int, n_fft: int = 400, hop_length: int =
 
     The defaults are speech settings at 16 kHz: 25 ms windows (400 samples) every 10 ms (160 samples).
     """
-    x = _check_waveform(x)
+    x = check_waveform(x)
     spectrum = power_spectrogram(x, n_fft, hop_length, power=power, win_length=win_length, center=center,
                                  pad_mode=pad_mode)                            # (..., n_freqs, n_frames)
     filters = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax, htk, norm, dtype=x.dtype).to(x.device)
@@ -332,6 +302,22 @@ def mfcc(x, sample_rate: int, n_mfcc: int = 13, n_mels: int = 40, **log_mel_kwar
     log_mel = log_mel_spectrogram(x, sample_rate, n_mels=n_mels, **log_mel_kwargs)  # (..., n_mels, n_frames)
     basis = dct_matrix(n_mels, log_mel.dtype).to(log_mel.device)[:n_mfcc]     # (n_mfcc, n_mels)
     return basis @ log_mel                                                     # (..., n_mfcc, n_frames)
+
+
+def mfcc_tokens(waveforms, sample_rate: int, n_mfcc: int = 13, segments: int = 10) -> Tensor:
+    """MFCCs averaged over ``segments`` equal time spans: (n, samples) -> (n, segments, n_mfcc) float32 tokens.
+
+    A word becomes a short sequence of tokens, each the mean MFCC vector of one time span (chapter 14's audio
+    input; pass it as ``audio_transform`` to ``mmtutorial.data.paired.load_paired_digits``).
+    """
+    if not isinstance(segments, int) or isinstance(segments, bool) or segments < 1:
+        raise ValueError(f"segments must be an int >= 1, got {segments!r}")
+    waveforms = check_waveform(waveforms).float()                           # float32 is 2x faster than float64
+    if waveforms.dim() != 2:
+        raise ValueError(f"waveforms must be a batch (n, samples), got shape {tuple(waveforms.shape)}")
+    coefficients = mfcc(waveforms, sample_rate, n_mfcc=n_mfcc, n_mels=40)   # (n, n_mfcc, frames)
+    pooled = F.adaptive_avg_pool1d(coefficients, segments)                  # (n, n_mfcc, segments)
+    return pooled.transpose(1, 2).float().contiguous()                      # (n, segments, n_mfcc)
 
 
 def log_frame_energy(x, n_fft: int = 400, hop_length: int = 160, center: bool = True,
@@ -377,7 +363,7 @@ class LogMel(nn.Module):
     def forward(self, waveform: Tensor, sample_rate: int | None = None) -> Tensor:
         if sample_rate is not None:
             check_sample_rate(self.sample_rate, sample_rate)
-        waveform = _check_waveform(waveform)
+        waveform = check_waveform(waveform)
         power = stft(waveform, self.n_fft, self.hop_length, window=self.window.to(waveform.dtype)).abs() ** 2
         mel = self.filters.to(power.dtype) @ power                             # (batch, n_mels, n_frames)
         return power_to_db(mel, top_db=self.top_db)
@@ -420,14 +406,10 @@ class SpectrogramCNN(nn.Module):
     def __init__(self, config: AudioCNNConfig | None = None):
         super().__init__()
         self.config = config = config or AudioCNNConfig()
-        blocks, in_channels = [], 1
-        for out_channels in config.channels:
-            blocks += [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-                       nn.BatchNorm2d(out_channels), nn.ReLU(), nn.MaxPool2d(2)]
-            in_channels = out_channels
-        self.features = nn.Sequential(*blocks)
+        # The log-mel image has one channel; each block: 3x3 conv, BatchNorm, ReLU, 2x2 max-pool.
+        self.features = conv_stack(1, config.channels, batch_norm=True)
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(in_channels, config.num_classes)
+        self.head = nn.Linear(config.channels[-1], config.num_classes)
 
     def _spec_augment(self, spec: Tensor) -> Tensor:
         """Mask one random band of mel channels and one of frames per example (SpecAugment, training only)."""

@@ -607,7 +607,7 @@ class LSTM(nn.Module):
     """A stack of :class:`LSTMCell` run over time: ``forward(x, state)`` → ``(outputs, (h_n, c_n))`` with
     ``nn.LSTM``'s shapes: x (time, batch, input) or (batch, time, input) with ``batch_first``; outputs are
     the top layer's h_t; h_n and c_n are (num_layers, batch, hidden).  Unidirectional, no dropout or
-    projection.  :meth:`from_torch` copies the weights of an ``nn.LSTM``.
+    projection.  ``mmtutorial.zoo.torch_nn.lstm_from_torch`` copies the weights of an ``nn.LSTM``.
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
@@ -620,31 +620,13 @@ class LSTM(nn.Module):
         self.cells = nn.ModuleList(LSTMCell(input_size if layer == 0 else hidden_size, hidden_size, bias, dtype)
                                    for layer in range(num_layers))
 
-    @staticmethod
-    def torch_key_map(num_layers: int, bias: bool = True) -> dict[str, str]:
-        """nn.LSTM's parameter names → ours, e.g. ``weight_ih_l0`` → ``cells.0.weight_ih``."""
-        names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if bias else ())
-        return {f"{name}_l{layer}": f"cells.{layer}.{name}" for layer in range(num_layers) for name in names}
-
-    @classmethod
-    def from_torch(cls, reference: nn.LSTM) -> "LSTM":
-        if not isinstance(reference, nn.LSTM):
-            raise TypeError(f"from_torch wants an nn.LSTM, got {type(reference).__name__}")
-        if reference.bidirectional or reference.proj_size or reference.dropout:
-            raise ValueError("only unidirectional nn.LSTM without projection or dropout is supported, got "
-                             f"bidirectional={reference.bidirectional}, proj_size={reference.proj_size}, "
-                             f"dropout={reference.dropout}")
-        dtype = reference.weight_ih_l0.dtype
-        model = cls(reference.input_size, reference.hidden_size, reference.num_layers, reference.bias,
-                    reference.batch_first, dtype=dtype)
-        key_map = cls.torch_key_map(reference.num_layers, reference.bias)
-        model.load_state_dict({key_map[key]: value for key, value in reference.state_dict().items()}, strict=True)
-        return model
-
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         if x.ndim != 3 or x.shape[-1] != self.input_size:
             layout = "(batch, time, input)" if self.batch_first else "(time, batch, input)"
             raise ValueError(f"LSTM input must be {layout} with input={self.input_size}, got {tuple(x.shape)}")
+        if x.shape[1 if self.batch_first else 0] == 0:
+            raise ValueError(f"LSTM input has zero time steps (shape {tuple(x.shape)}): there is nothing to read, "
+                             "so there is no final state; pass at least one step")
         if self.batch_first:
             x = x.transpose(0, 1)                                             # (time, batch, input)
         batch = x.shape[1]

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from ..checks import check_images, check_token_ids
+from ..nn.conv import conv_stack
 from ..nn.fusion import FUSION_MODULES, ConcatFusion, ModalityDropout
 
 __all__ = ["FUSIONS", "MultimodalClassifierConfig", "MultimodalClassifier", "multimodal_loss", "accuracy",
@@ -253,12 +255,12 @@ class SentimentFusionModel(nn.Module):
             self.lstm = nn.LSTM(config.embed_dim, config.lstm_hidden, batch_first=True)
             dims["text"] = config.lstm_hidden
         if "image" in config.modalities:
-            first, second = config.cnn_channels
             side = config.image_size // 4                              # two 2x2 poolings
+            # Two conv blocks (3x3 conv with bias, ReLU, 2x2 max-pool: no BatchNorm in this small model),
+            # then a linear layer whose input size follows from image_size.
             self.cnn = nn.Sequential(
-                nn.Conv2d(config.image_channels, first, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(first, second, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Flatten(), nn.Linear(second * side * side, config.image_feature_dim), nn.ReLU())
+                conv_stack(config.image_channels, config.cnn_channels, batch_norm=False),
+                nn.Flatten(), nn.Linear(config.cnn_channels[-1] * side * side, config.image_feature_dim), nn.ReLU())
             dims["image"] = config.image_feature_dim
         self.fusion = ConcatFusion(dims)
         self.classifier = nn.Sequential(nn.Dropout(config.dropout),
@@ -267,31 +269,22 @@ class SentimentFusionModel(nn.Module):
 
     def encode_text(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """(batch, seq) ids and (batch,) lengths -> the LSTM's last hidden state (batch, lstm_hidden)."""
-        if not isinstance(tokens, Tensor) or tokens.dtype != torch.int64 or tokens.dim() != 2:
-            got = (tokens.dtype, tuple(tokens.shape)) if isinstance(tokens, Tensor) else type(tokens).__name__
-            raise TypeError(f"tokens must be an int64 tensor (batch, seq), got {got}")
+        check_token_ids(tokens, self.config.vocab_size, name="tokens")
         if not isinstance(lengths, Tensor) or lengths.shape != (tokens.shape[0],):
             raise ValueError(f"lengths must be a tensor of shape ({tokens.shape[0]},), got "
                              f"{tuple(lengths.shape) if isinstance(lengths, Tensor) else type(lengths).__name__}")
+        lengths = lengths.cpu()                                         # pack_padded_sequence wants them there
         if len(lengths) and (int(lengths.min()) < 1 or int(lengths.max()) > tokens.shape[1]):
             raise ValueError(f"lengths must be in [1, {tokens.shape[1]}], got min {int(lengths.min())} "
                              f"and max {int(lengths.max())}")
-        if int(tokens.min()) < 0 or int(tokens.max()) >= self.config.vocab_size:
-            raise ValueError(f"token ids must be in [0, {self.config.vocab_size}), got "
-                             f"[{int(tokens.min())}, {int(tokens.max())}]")
         embedded = self.embedding(tokens)                               # (batch, seq, embed_dim)
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
         _, (hidden, _) = self.lstm(packed)                              # hidden: (1, batch, lstm_hidden)
         return hidden[-1]                                               # (batch, lstm_hidden)
 
     def encode_image(self, images: Tensor) -> Tensor:
         """(batch, channels, size, size) -> CNN features (batch, image_feature_dim)."""
-        c, size = self.config.image_channels, self.config.image_size
-        if not isinstance(images, Tensor) or not images.is_floating_point():
-            raise TypeError(f"images must be a floating-point tensor, got "
-                            f"{images.dtype if isinstance(images, Tensor) else type(images).__name__}")
-        if images.dim() != 4 or tuple(images.shape[1:]) != (c, size, size):
-            raise ValueError(f"images must be (batch, {c}, {size}, {size}), got {tuple(images.shape)}")
+        check_images(images, channels=self.config.image_channels, size=self.config.image_size)
         return self.cnn(images)
 
     def forward(self, tokens: Tensor | None, lengths: Tensor | None, images: Tensor | None) -> Tensor:
