@@ -96,3 +96,65 @@ def report() -> tuple[str, bool]:
                 lines.append(f"           get it with: {check.fix}")
     lines += ["", "Everything is in place." if all_ok else "Some pieces are missing: run the commands above."]
     return "\n".join(lines), all_ok
+
+
+# --------------------------------------------------------------------------------------------------
+# A chapter's set-up: the system packages and data it needs
+# --------------------------------------------------------------------------------------------------
+# Debian/Ubuntu package -> how to tell it is present.
+SYSTEM_PACKAGES = {
+    "espeak-ng": lambda: shutil.which("espeak-ng") is not None,          # spoken digits (chapters 12, 14)
+    "bible-kjv": lambda: shutil.which("bible") is not None,              # the KJV corpus (chapters 7-9)
+    "dataset-fashion-mnist": lambda: _fashion_mnist_present(),           # Fashion-MNIST (chapters 10, 11, 15)
+}
+
+
+def _fashion_mnist_present() -> bool:
+    from . import data
+    return all((data.DEBIAN_FASHION_MNIST_DIR / name).exists() for name in data.FASHION_MNIST_SHA256) or all(
+        (cache_dir("datasets") / "FashionMNIST" / "raw" / name[:-3]).exists() for name in data.FASHION_MNIST_SHA256)
+
+
+def _can_install_system_packages() -> list[str] | None:
+    """The command prefix that installs Debian packages here (root or password-less sudo), or None."""
+    import os
+    import subprocess
+    if shutil.which("apt-get") is None:
+        return None
+    if os.geteuid() == 0:
+        return []
+    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
+        return ["sudo", "-n"]
+    return None
+
+
+def prepare_chapter(system: tuple[str, ...] | list[str] = (), download: bool | None = None) -> list[str]:
+    """Make the system packages a chapter needs present, where this platform allows it; say what is missing.
+
+    On Colab (and any Debian/Ubuntu machine where we are root or have password-less sudo) a missing package is
+    installed with apt-get.  Elsewhere nothing is installed and the exact command is printed; the chapter's
+    data loader then fails with the same advice.  Fashion-MNIST, which is also on the web, is downloaded
+    through torchvision when its Debian package cannot be had and ``download`` is true (the default on Colab).
+    Returns the names still missing.
+    """
+    import subprocess
+    unknown = [name for name in system if name not in SYSTEM_PACKAGES]
+    if unknown:
+        raise ValueError(f"unknown system packages {unknown}; known: {sorted(SYSTEM_PACKAGES)}")
+    missing = [name for name in system if not SYSTEM_PACKAGES[name]()]
+    prefix = _can_install_system_packages() if missing else None
+    if missing and prefix is not None:
+        print(f"installing {' '.join(missing)} with apt-get (about a minute)")
+        subprocess.run(prefix + ["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(prefix + ["apt-get", "install", "-y", "-qq", *missing], check=False, capture_output=True,
+                       env={**__import__("os").environ, "DEBIAN_FRONTEND": "noninteractive"})
+        missing = [name for name in missing if not SYSTEM_PACKAGES[name]()]
+    download = ("google.colab" in sys.modules) if download is None else download
+    if "dataset-fashion-mnist" in missing and download:
+        from . import data
+        data.fashion_mnist_root(download=True)             # torchvision's real download, checked by MD5
+        missing.remove("dataset-fashion-mnist")
+    if missing:
+        print(f"This chapter needs {', '.join(missing)}, which is missing and cannot be installed here. Install it with:\n"
+              f"    sudo apt-get update && sudo apt-get install -y {' '.join(missing)}")
+    return missing

@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -20,7 +22,7 @@ BIB = BOOK / "references.bib"
 CHAPTER_NAME = re.compile(r"^(\d{2})-[a-z0-9-]+\.ipynb$")
 CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
 BIB_ENTRY = re.compile(r"^@(\w+)\s*\{\s*([^,\s]+)\s*,", re.MULTILINE)
-INSTALL_LINE = re.compile(r'%pip install -q "mmtutorial @ git\+(\S+?)"')
+INSTALL_LINE = re.compile(r'%pip install -q "mmtutorial\[book\] @ git\+(\S+?)"')
 MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
@@ -164,7 +166,7 @@ def test_setup_cell_installs_from_the_book_repository(path):
     setup = next((cell for cell in cells if cell["cell_type"] == "code"), None)
     assert setup is not None, f"{path.name} has no code cell"
     match = INSTALL_LINE.search(cell_source(setup))
-    assert match, f"{path.name}: the first code cell has no '%pip install -q \"mmtutorial @ git+...\"' line"
+    assert match, f"{path.name}: the first code cell has no '%pip install -q \"mmtutorial[book] @ git+...\"' line"
     assert match.group(1) == repository, f"{path.name} installs from {match.group(1)}, expected {repository}"
     assert "import mmtutorial as mmt" in cell_source(setup), f"{path.name}: set-up cell does not import mmt"
 
@@ -302,3 +304,27 @@ def test_build_script_config_overrides(tmp_path):
     assert full["execute"]["cache"] != quick["execute"]["cache"], "QUICK and full runs must not share a cache"
     for folder in full["sphinx"].get("local_extensions", {}).values():
         assert Path(folder).is_absolute()
+
+
+def test_shared_chapter_cells_are_as_the_script_writes_them():
+    """The Colab link and the set-up cell of every chapter come from scripts/chapter_cells.py's one table."""
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "chapter_cells.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"run `python scripts/chapter_cells.py`: {result.stdout}{result.stderr}"
+
+
+@pytest.mark.parametrize("path", chapter_notebooks(), ids=lambda path: path.name)
+def test_setup_cell_names_every_extra_module_the_chapter_imports(path):
+    """A module the chapter imports that is neither the standard library nor a core dependency must be in the
+    set-up cell's NEEDS, so that Colab installs it before the chapter needs it."""
+    import sys as system
+    core = {"torch", "torchvision", "numpy", "sklearn", "skimage", "matplotlib", "tqdm", "scipy", "mmtutorial",
+            "IPython", "threadpoolctl"}      # threadpoolctl comes with scikit-learn
+    sources = [cell_source(cell) for cell in read_notebook(path)["cells"] if cell["cell_type"] == "code"]
+    imported = {match.group(1) for source in sources
+                for match in re.finditer(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", source, re.MULTILINE)}
+    needs = re.search(r"NEEDS = \(([^)]*)\)", sources[0])
+    assert needs, f"{path.name}: the set-up cell has no NEEDS = (...) line"
+    named = set(re.findall(r'"([^"]+)"', needs.group(1)))
+    missing = sorted(imported - set(system.stdlib_module_names) - core - named)
+    assert not missing, f"{path.name} imports {missing}, which its set-up cell does not install"

@@ -43,6 +43,12 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------
 # Input checks: the mistakes people make with audio arrays
 # --------------------------------------------------------------------------------------------------
+def _check_positive_int(name: str, value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
 def check_sample_rate(expected: int, received: int) -> None:
     """Raise ``ValueError`` when audio at ``received`` Hz is fed to something built for ``expected`` Hz.
 
@@ -138,8 +144,12 @@ def stft(x, n_fft: int = 400, hop_length: int | None = None, win_length: int | N
         complex tensor (..., n_fft // 2 + 1, n_frames).
     """
     x = check_waveform(x)
-    hop_length = hop_length or n_fft // 4
-    win_length = win_length or n_fft
+    _check_positive_int("n_fft", n_fft)
+    # None means "the default"; 0 is a mistake, not a request for the default.
+    hop_length = n_fft // 4 if hop_length is None else _check_positive_int("hop_length", hop_length)
+    win_length = n_fft if win_length is None else _check_positive_int("win_length", win_length)
+    if hop_length < 1:
+        raise ValueError(f"n_fft={n_fft} is too small for the default hop_length n_fft // 4: pass hop_length")
     if win_length > n_fft:
         raise ValueError(f"win_length must be <= n_fft, got win_length={win_length} and n_fft={n_fft}")
     if pad_mode not in ("constant", "reflect"):
@@ -220,6 +230,9 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = 40, fmin: float =
     equally spaced in mel.  norm="slaney" scales filter m by 2 / (f_{m+2} − f_m) so every filter has the
     same area (constant energy per channel); norm=None leaves peaks at 1.
     """
+    _check_positive_int("sample_rate", sample_rate)
+    _check_positive_int("n_fft", n_fft)
+    _check_positive_int("n_mels", n_mels)
     fmax = sample_rate / 2.0 if fmax is None else float(fmax)
     if not 0 <= fmin < fmax <= sample_rate / 2.0:
         raise ValueError(f"need 0 <= fmin < fmax <= sample_rate / 2 = {sample_rate / 2}, got fmin={fmin}, "
@@ -233,6 +246,13 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int = 40, fmin: float =
     rising = -offsets[:-2] / widths[:-1, None]                                 # (n_mels, n_freqs)
     falling = offsets[2:] / widths[1:, None]                                   # (n_mels, n_freqs)
     weights = np.maximum(0.0, np.minimum(rising, falling))                     # (n_mels, n_freqs)
+    empty = np.flatnonzero(weights.max(axis=1) == 0)
+    if empty.size:
+        # librosa only warns here; an all-zero mel channel is a constant feature that silently carries nothing.
+        raise ValueError(f"{empty.size} of {n_mels} mel filters are all zero (channels {empty[:8].tolist()}"
+                         f"{' ...' if empty.size > 8 else ''}): n_fft={n_fft} gives {n_fft // 2 + 1} frequency bins "
+                         f"{sample_rate / n_fft:.1f} Hz apart, too coarse for {n_mels} mel bands between {fmin:g} and "
+                         f"{fmax:g} Hz. Use fewer mels or a larger n_fft.")
     if norm == "slaney":
         weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
     return torch.from_numpy(weights).to(dtype)
