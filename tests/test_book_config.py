@@ -328,3 +328,14 @@ def test_setup_cell_names_every_extra_module_the_chapter_imports(path):
     named = set(re.findall(r'"([^"]+)"', needs.group(1)))
     missing = sorted(imported - set(system.stdlib_module_names) - core - named)
     assert not missing, f"{path.name} imports {missing}, which its set-up cell does not install"
+
+
+def test_progress_bars_collapse_to_what_a_terminal_shows():
+    spec = importlib.util.spec_from_file_location("sphinx_progress_lines", ROOT / "scripts" / "sphinx_progress_lines.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    redraws = "\r  0%|          | 0/3\r 33%|###3      | 1/3\r100%|##########| 3/3, loss=0.1\n"
+    assert module.collapse_carriage_returns("epoch 1\n" + redraws + "done") == \
+        "epoch 1\n100%|##########| 3/3, loss=0.1\ndone"
+    assert module.collapse_carriage_returns("no bar here\n") == "no bar here\n"
+    assert module.collapse_carriage_returns("last drawing kept\r") == "last drawing kept"
