@@ -67,6 +67,17 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, (chr(c) for c in chars)))
 
 
+def _check_special_tokens(special_tokens: Iterable[str]) -> list[str]:
+    """Special tokens must be distinct non-empty strings; returns them as a list."""
+    tokens = list(special_tokens)
+    for token in tokens:
+        if not isinstance(token, str) or not token:
+            raise TypeError(f"special tokens must be non-empty strings, got {token!r}")
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"special tokens must be distinct, got {tokens}")
+    return tokens
+
+
 def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     """Replace every non-overlapping occurrence of ``pair`` in ``ids`` (left to right) by ``new_id``."""
     out, i, n = [], 0, len(ids)
@@ -105,12 +116,7 @@ class BPETokenizer:
     # -- vocabulary ----------------------------------------------------------------------------------
 
     def _set_special_tokens(self, special_tokens: Iterable[str]) -> None:
-        tokens = list(special_tokens)
-        for token in tokens:
-            if not isinstance(token, str) or not token:
-                raise TypeError(f"special tokens must be non-empty strings, got {token!r}")
-        if len(set(tokens)) != len(tokens):
-            raise ValueError(f"special tokens must be distinct, got {tokens}")
+        tokens = _check_special_tokens(special_tokens)
         first = 256 + len(self.merges)
         self.special_tokens = {token: first + i for i, token in enumerate(tokens)}
         self._special_ids = {i: t for t, i in self.special_tokens.items()}
@@ -143,22 +149,29 @@ class BPETokenizer:
               verbose: bool = False) -> "BPETokenizer":
         """Learn ``vocab_size - 256 - len(special_tokens)`` merges from ``text``.
 
-        Stops early (with fewer merges) if no pair occurs twice any more.  Ties between equally frequent
-        pairs go to the smallest pair of ids, so the same text always gives the same tokeniser.
+        The text is cut at the special tokens first (e.g. ``<|endoftext|>`` between documents): they become
+        single ids of their own, and no merge ever spans one.  Stops early (with fewer merges) if no pair
+        occurs twice any more.  Ties between equally frequent pairs go to the smallest pair of ids, so the
+        same text always gives the same tokeniser.
         """
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        special_tokens = list(special_tokens)
+        special_tokens = _check_special_tokens(special_tokens)
         minimum = 256 + len(special_tokens)
         if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < minimum:
             raise ValueError(f"vocab_size must be an int >= {minimum} (256 bytes + {len(special_tokens)} special "
                              f"tokens), got {vocab_size!r}")
         num_merges = vocab_size - minimum
-        if special_tokens:  # special tokens are never merged with text: cut the corpus at them
-            text = "".join(re.split("|".join(re.escape(t) for t in special_tokens), text))
+        # Special tokens are never merged with text: cut the corpus at them and pre-tokenise each piece on
+        # its own, so that no chunk (and hence no merge) spans a document boundary.  Joining the pieces
+        # back would glue the end of one document to the start of the next.
+        pieces = [text]
+        if special_tokens:
+            longest_first = sorted(special_tokens, key=len, reverse=True)
+            pieces = re.split("|".join(re.escape(token) for token in longest_first), text)
 
         # Each distinct chunk once, with its frequency: merges are applied per distinct chunk.
-        chunk_counts = Counter(split_text(text))
+        chunk_counts = Counter(chunk for piece in pieces for chunk in split_text(piece))
         words: list[list[int]] = [list(chunk.encode("utf-8", errors="surrogateescape")) for chunk in chunk_counts]
         freqs: list[int] = list(chunk_counts.values())
 
@@ -282,13 +295,24 @@ class BPETokenizer:
 
     @classmethod
     def from_dict(cls, state: dict) -> "BPETokenizer":
+        """The tokeniser of ``to_dict()``; ``ValueError`` naming what is missing or wrong."""
         if not isinstance(state, dict) or state.get("format") != "mmtutorial-bpe":
-            raise ValueError("not an mmtutorial BPE tokeniser: expected a dict with format='mmtutorial-bpe'")
-        if state.get("version") != _FORMAT_VERSION:
-            raise ValueError(f"unsupported tokeniser version: expected {_FORMAT_VERSION}, got {state.get('version')}")
-        if state.get("pattern") != SPLIT_PATTERN:
+            got = f"format={state.get('format')!r}" if isinstance(state, dict) else type(state).__name__
+            raise ValueError("not an mmtutorial BPE tokeniser: expected a dict with format='mmtutorial-bpe', "
+                             f"got {got}")
+        missing = [key for key in ("version", "pattern", "merges", "special_tokens") if key not in state]
+        if missing:
+            raise ValueError(f"the tokeniser has no {', '.join(repr(key) for key in missing)}: expected the keys "
+                             "format, version, pattern, merges and special_tokens that save() writes")
+        if state["version"] != _FORMAT_VERSION:
+            raise ValueError(f"unsupported tokeniser version: expected {_FORMAT_VERSION}, got {state['version']!r}")
+        if state["pattern"] != SPLIT_PATTERN:
             raise ValueError("the tokeniser was saved with a different pre-tokenisation pattern")
-        return cls([tuple(pair) for pair in state["merges"]], state["special_tokens"])
+        merges = state["merges"]
+        if not isinstance(merges, list) or not all(isinstance(pair, list) and len(pair) == 2
+                                                   and all(type(i) is int for i in pair) for pair in merges):
+            raise ValueError("'merges' must be a list of [id, id] pairs of ints")
+        return cls([tuple(pair) for pair in merges], state["special_tokens"])
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the tokeniser as JSON, atomically (temp file in the same folder, then rename)."""
@@ -296,8 +320,22 @@ class BPETokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BPETokenizer":
-        with open(path, encoding="utf-8") as handle:
-            return cls.from_dict(json.load(handle))
+        """The tokeniser that ``save(path)`` wrote.
+
+        A file that is not JSON (e.g. truncated) or not a saved tokeniser (e.g. no ``merges``) raises a
+        ``ValueError`` that names the file and what is wrong; a missing file ``FileNotFoundError``.
+        """
+        path = Path(path)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                state = json.load(handle)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"cannot load a BPE tokeniser from {path}: it is not a JSON file ({error}); "
+                             "expected what BPETokenizer.save() writes. Delete it and train again.") from error
+        try:
+            return cls.from_dict(state)
+        except (ValueError, TypeError) as error:
+            raise type(error)(f"cannot load a BPE tokeniser from {path}: {error}") from error
 
     # -- interop -------------------------------------------------------------------------------------------
 

@@ -9,8 +9,8 @@ from mmtutorial.models.bert import (IGNORE_INDEX, BertConfig, BertForMaskedLM, B
 
 transformers = pytest.importorskip("transformers")
 
-TINY = dict(vocab_size=97, max_positions=24, type_vocab_size=2, dim=32, num_layers=2, num_heads=4,
-            intermediate_dim=64, dropout=0.0)
+TINY = dict(vocab_size=97, max_seq_len=24, type_vocab_size=2, dim=32, num_layers=2, num_heads=4,
+            mlp_ratio=2.0, dropout=0.0)     # MLP 2 * 32 = 64 wide, as hf_tiny_config's intermediate_size
 
 
 def hf_tiny_config(**extra):
@@ -31,9 +31,25 @@ def test_bert_base_parameter_count_matches_transformers_on_meta():
 
 def test_minilm_config_fields():
     config = BertConfig.minilm_l6()
-    assert (config.num_layers, config.dim, config.num_heads, config.intermediate_dim) == (6, 384, 12, 1536)
-    assert (config.vocab_size, config.max_positions) == (30522, 512)
+    assert (config.num_layers, config.dim, config.num_heads, config.mlp_ratio) == (6, 384, 12, 4.0)
+    assert config.mlp_hidden_dim == config.transformer_config().mlp_hidden_dim == 1536
+    assert (config.vocab_size, config.max_seq_len, config.bias) == (30522, 512, True)
     assert config.transformer_config().norm == "post"
+
+
+def test_from_hf_config_reads_the_mlp_width_as_a_ratio():
+    hf = transformers.BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                                 intermediate_size=1536).to_dict()
+    config = BertConfig.from_hf_config(hf)
+    assert config == BertConfig.minilm_l6()
+    assert BertConfig.from_hf_config(hf_tiny_config().to_dict()) == BertConfig(**TINY)
+    odd = BertConfig.from_hf_config({**hf, "intermediate_size": 1000})          # not a multiple of 384
+    assert odd.mlp_hidden_dim == 1000
+    with torch.device("meta"):
+        assert BertModel(odd).encoder.blocks[0].mlp.fc.out_features == 1000
+    # 15 / 11 = 1.3636...; 1.3636... * 11 = 14.999999999999998 in floating point: no ratio builds 15 units
+    with pytest.raises(ValueError, match=r"intermediate_size=15 is not reproduced by int\(mlp_ratio \* hidden_size\)"):
+        BertConfig.from_hf_config({**hf, "hidden_size": 11, "num_attention_heads": 1, "intermediate_size": 15})
 
 
 def _random_batch(generator, batch=3, seq=11):
@@ -47,7 +63,7 @@ def _random_batch(generator, batch=3, seq=11):
 
 
 def test_bert_model_matches_transformers_in_float64_with_padding():
-    from mmtutorial.interop import hf_to_bert_state_dict
+    from mmtutorial.zoo.bert import hf_to_bert_state_dict
 
     torch.manual_seed(0)
     theirs = transformers.BertModel(hf_tiny_config()).double().eval()
@@ -63,7 +79,7 @@ def test_bert_model_matches_transformers_in_float64_with_padding():
 
 
 def test_masked_lm_matches_transformers_logits_and_loss():
-    from mmtutorial.interop import hf_to_bert_state_dict
+    from mmtutorial.zoo.bert import hf_to_bert_state_dict
 
     torch.manual_seed(0)
     theirs = transformers.BertForMaskedLM(hf_tiny_config()).double().eval()
@@ -149,20 +165,43 @@ def test_mean_pool_ignores_padding():
     assert_close(mean_pool(hidden), hidden.mean(1))
 
 
+def test_bias_false_builds_a_bert_without_biases():
+    model = BertForMaskedLM(BertConfig(**TINY, bias=False, pooler=True)).eval()
+    assert not [name for name, _ in model.named_parameters() if name.endswith("bias")]
+    with_bias = BertForMaskedLM(BertConfig(**TINY, pooler=True))
+    assert any(name.endswith("bias") for name, _ in with_bias.named_parameters())
+    logits = model(torch.tensor([[1, 5, 2]]))
+    assert logits.shape == (1, 3, 97) and torch.isfinite(logits).all()
+
+
 def test_bad_inputs_raise_clear_errors():
     model = BertModel(BertConfig(**TINY)).eval()
-    with pytest.raises(TypeError, match="integer tensor of token ids, got dtype torch.float32"):
+    with pytest.raises(TypeError, match=r"input_ids must hold integer token ids \(torch.long\), got dtype torch.float32"):
         model(torch.zeros(2, 5))
-    with pytest.raises(ValueError, match=r"must have shape \(batch, seq\), got \(5,\)"):
+    with pytest.raises(TypeError, match="input_ids must be a torch.Tensor"):
+        model([[1, 2, 3]])
+    with pytest.raises(ValueError, match=r"input_ids must have shape \(batch, seq\), got \(5,\)"):
         model(torch.zeros(5, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"must lie in \[0, 97\), got values in \[0, 200\]"):
+    with pytest.raises(ValueError, match=r"input_ids must be in \[0, vocab_size=97\), got values in \[0, 200\]"):
         model(torch.tensor([[0, 200]]))
-    with pytest.raises(ValueError, match="longer than max_positions=24"):
+    with pytest.raises(ValueError, match=r"input_ids must be in \[0, vocab_size=97\), got values in \[-1, 3\]"):
+        model(torch.tensor([[-1, 3]]))
+    with pytest.raises(ValueError, match="longer than max_seq_len=24"):
         model(torch.zeros(1, 30, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"token_type_ids must be in \[0, vocab_size=2\), got values in \[0, 2\]"):
+        model(torch.zeros(1, 3, dtype=torch.long), token_type_ids=torch.tensor([[0, 1, 2]]))
+    with pytest.raises(ValueError, match=r"token_type_ids must have the shape of input_ids \(1, 3\)"):
+        model(torch.zeros(1, 3, dtype=torch.long), token_type_ids=torch.zeros(1, 2, dtype=torch.long))
     with pytest.raises(ValueError, match=r"attention_mask must have the shape of input_ids \(1, 4\)"):
         model(torch.zeros(1, 4, dtype=torch.long), attention_mask=torch.ones(1, 3))
     with pytest.raises(ValueError, match="divisible by num_heads=5"):
         BertConfig(**{**TINY, "num_heads": 5})
+    with pytest.raises(ValueError, match="BertConfig.mlp_ratio must be a number > 0"):
+        BertConfig(**{**TINY, "mlp_ratio": 0})
+    with pytest.raises(ValueError, match="BertConfig.max_seq_len must be a positive int, got 0"):
+        BertConfig(**{**TINY, "max_seq_len": 0})
+    with pytest.raises(ValueError, match="BertConfig.bias must be True or False, got 'yes'"):
+        BertConfig(**{**TINY, "bias": "yes"})
     with pytest.raises(ValueError, match="mask_prob must be in"):
         mlm_mask_tokens(torch.zeros(1, 3, dtype=torch.long), 3, 10, mask_prob=1.5)
     with pytest.raises(TypeError, match="input_ids must be an integer tensor, got torch.float32"):
@@ -190,9 +229,9 @@ def test_ch08_checkers_accept_right_and_reject_wrong_answers():
         ch08.check_masked_lm_loss(lambda logits, labels: F.cross_entropy(
             logits.flatten(0, 1), labels.clamp(min=0).flatten()))  # scores every position
 
-    def count(vocab, positions, types, dim, layers, intermediate):
-        embeddings = (vocab + positions + types) * dim + 2 * dim
-        block = 4 * (dim * dim + dim) + 2 * dim * intermediate + intermediate + dim + 4 * dim
+    def count(vocab, max_seq_len, types, dim, layers, mlp_hidden_dim):
+        embeddings = (vocab + max_seq_len + types) * dim + 2 * dim
+        block = 4 * (dim * dim + dim) + 2 * dim * mlp_hidden_dim + mlp_hidden_dim + dim + 4 * dim
         return embeddings + layers * block + dim * dim + dim
 
     ch08.check_bert_parameter_count(count)

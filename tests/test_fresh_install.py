@@ -36,11 +36,10 @@ def test_a_fresh_environment_with_the_book_extra_runs_a_chapter(tmp_path):
     python = environment / "bin" / "python"
     run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
          "--constraint", str(ROOT / "requirements.txt"), f"{ROOT}[book,test]"])
-    location = run([str(python), "-c", "import mmtutorial; print(mmtutorial.__file__)"]).stdout.strip()
-    assert Path(location).is_relative_to(environment), f"mmtutorial imported from {location}, not the new environment"
-
     outside = tmp_path / "reader"                      # a folder with nothing of the repository in it
     outside.mkdir()
+    location = run([str(python), "-c", "import mmtutorial; print(mmtutorial.__file__)"], cwd=outside).stdout.strip()
+    assert Path(location).is_relative_to(environment), f"mmtutorial imported from {location}, not the new environment"
     shutil.copy(CHAPTER, outside / CHAPTER.name)
     environment_variables = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     environment_variables.update(MMTUTORIAL_QUICK="1", MMTUTORIAL_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1",

@@ -6,8 +6,8 @@ import torch
 from torch.testing import assert_close
 
 import mmtutorial as mmt
-from mmtutorial.models.gpt import (GPT, GPTConfig, generation_flops, load_hf_gpt2, sample_next_token,
-                                   top_k_filter, top_p_filter)
+from mmtutorial.models.gpt import GPT, GPTConfig, generation_flops, sample_next_token, top_k_filter, top_p_filter
+from mmtutorial.zoo.gpt2 import config_from_hf_gpt2, load_hf_gpt2
 
 transformers = pytest.importorskip("transformers")
 TINY = dict(vocab_size=61, max_seq_len=16, dim=32, num_layers=2, num_heads=4)
@@ -32,7 +32,26 @@ def test_gpt2_small_parameter_count_equals_transformers():
     assert expected == 124_439_808
     assert mmt.count_parameters(ours) == ours.num_parameters() == expected
     assert expected == mmt.nn.transformer_parameter_count(50257, 1024, 768, 12)
+    assert expected == mmt.nn.transformer_parameter_count(vocab_size=50257, max_seq_len=1024, dim=768, num_layers=12)
     assert ours.lm_head.weight is ours.token_embedding.weight
+    assert ours.config.mlp_ratio == 4.0 and ours.transformer.blocks[0].mlp.fc.out_features == 3072
+
+
+def test_mlp_ratio_matches_huggingface_n_inner():
+    torch.manual_seed(0)
+    hf_config = transformers.GPT2Config(vocab_size=61, n_positions=16, n_embd=32, n_layer=2, n_head=4, n_inner=48)
+    hf = transformers.GPT2LMHeadModel(hf_config).double().eval()
+    assert config_from_hf_gpt2(hf_config).mlp_ratio == 1.5
+    ours = load_hf_gpt2(hf).eval()
+    assert ours.transformer.blocks[0].mlp.fc.out_features == 48
+    idx = torch.randint(0, 61, (2, 16))
+    assert_close(ours(idx)[0], hf(idx).logits)
+    assert mmt.count_parameters(ours) == sum(p.numel() for p in hf.parameters()) == mmt.nn.transformer_parameter_count(
+        61, 16, 32, 2, mlp_ratio=1.5)
+    with pytest.raises(ValueError, match="config mismatch"):
+        load_hf_gpt2(hf, GPT(GPTConfig(**TINY)))                      # our default mlp_ratio 4 is not n_inner 48
+    with pytest.raises(TypeError, match="expected a transformers GPT2LMHeadModel, got Linear"):
+        load_hf_gpt2(torch.nn.Linear(2, 2))
 
 
 def test_logits_and_loss_equal_huggingface_gpt2():
@@ -123,6 +142,9 @@ def test_temperature_zero_is_greedy_and_sampling_follows_probabilities():
 def test_generation_flops_closed_form():
     config = GPTConfig(vocab_size=100, max_seq_len=32, dim=16, num_layers=2, num_heads=2)
     weights = 2 * (2 * 12 * 16 * 16 + 100 * 16)
+    narrow = GPTConfig(vocab_size=100, max_seq_len=32, dim=16, num_layers=2, num_heads=2, mlp_ratio=2.0)
+    narrow_weights = 2 * (2 * (4 * 16 * 16 + 2 * 16 * 32) + 100 * 16)   # MLP 16 -> 32 -> 16
+    assert generation_flops(narrow, 1, 1, True) == narrow_weights + 4 * 2 * 16
     attention = 4 * 2 * 16
     # with cache: prompt of 3 processed once (c = 1, 2, 3), then one position at c = 4 and 5
     assert generation_flops(config, 3, 3, True) == sum(weights + attention * c for c in (1, 2, 3, 4, 5))
@@ -154,10 +176,12 @@ def test_errors():
         model(torch.zeros(1, 4))
     with pytest.raises(ValueError, match=r"idx must have shape \(batch, seq\), got \(4,\)"):
         model(torch.zeros(4, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"token ids must be in \[0, vocab_size=61\), got values in \[0, 61\]"):
+    with pytest.raises(ValueError, match=r"idx must be in \[0, vocab_size=61\), got values in \[0, 61\]"):
         model(torch.tensor([[0, 61]]))
     with pytest.raises(ValueError, match="targets must have the shape of idx"):
         model(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"idx must hold at least one token per sequence, got shape \(1, 0\)"):
+        model.generate(torch.zeros(1, 0, dtype=torch.long), 3)
     prompt = torch.zeros(1, 2, dtype=torch.long)
     with pytest.raises(ValueError, match=r"temperature must be >= 0 \(0 = greedy\), got -0.5"):
         model.generate(prompt, 3, temperature=-0.5)
@@ -177,6 +201,51 @@ def test_errors():
         GPT(TINY)
     with pytest.raises(ValueError, match=r"p must be in \(0, 1\], got 0"):
         top_p_filter(torch.zeros(1, 3), 0)
+    with pytest.raises(ValueError, match="GPTConfig.mlp_ratio must be a number > 0"):
+        GPTConfig(mlp_ratio=-1.0)
+
+
+def test_loss_with_no_target_that_counts_raises_instead_of_nan():
+    model = GPT(GPTConfig(**TINY))
+    idx = torch.randint(0, 61, (2, 5))
+    # F.cross_entropy gives NaN here (0 / 0): the model must say why instead
+    assert torch.isnan(torch.nn.functional.cross_entropy(torch.zeros(10, 61), torch.full((10,), -100)))
+    with pytest.raises(ValueError, match="no target position counts: every target is -100"):
+        model(idx, torch.full((2, 5), -100))
+    empty = torch.zeros(2, 0, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"no target position counts: targets of shape \(2, 0\) are empty"):
+        model(empty, empty)
+    assert model(empty)[0].shape == (2, 0, 61)                       # no targets: empty logits, no loss
+    partly = torch.randint(0, 61, (2, 5))
+    partly[:, :3] = -100                                             # ignored positions still work
+    logits, loss = model(idx, partly)
+    expected = torch.nn.functional.cross_entropy(logits[:, 3:].reshape(-1, 61), partly[:, 3:].reshape(-1))
+    assert_close(loss, expected)
+
+
+def test_targets_must_be_ids_in_range_or_ignored():
+    model = GPT(GPTConfig(**TINY))
+    idx = torch.randint(0, 61, (1, 4))
+    with pytest.raises(ValueError, match=r"targets must be token ids in \[0, vocab_size=61\) or -100 \(ignored\), "
+                                         r"got 2 other values in \[-5, 61\]"):
+        model(idx, torch.tensor([[1, 61, -100, -5]]))
+    with pytest.raises(TypeError, match="targets must hold integer token ids .* got dtype torch.float32"):
+        model(idx, torch.zeros(1, 4))
+    with pytest.raises(TypeError, match="targets must be a torch.Tensor of next-token ids"):
+        model(idx, [[1, 2, 3, 4]])
+
+
+def test_sample_next_token_refuses_nan_logits():
+    logits = torch.tensor([[0.0, 1.0, 2.0], [0.5, float("nan"), 0.1]])
+    for temperature in (1.0, 0):
+        with pytest.raises(ValueError, match=r"logits hold NaN \(in rows \[1\] of 2\)"):
+            sample_next_token(logits, temperature)
+    with pytest.raises(ValueError, match=r"logits of rows \[0\] have no finite value"):
+        sample_next_token(torch.full((1, 3), float("-inf")))
+    with pytest.raises(TypeError, match="logits must be a floating-point tensor"):
+        sample_next_token(torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"logits must have shape \(batch, vocab\), got \(3,\)"):
+        sample_next_token(torch.zeros(3))
 
 
 # --- exercise checkers of chapter 7 ----------------------------------------------------------------------
@@ -221,3 +290,21 @@ def test_exercise_checkers_accept_right_and_reject_wrong_answers(capsys):
     with pytest.raises(ExerciseError, match="NotImplementedError"):
         ch07.check_gpt_parameter_count(lambda *args: (_ for _ in ()).throw(NotImplementedError))
     assert capsys.readouterr().out.count("correct") == 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_input_and_target_checks_queue_on_cuda_without_a_synchronisation():
+    from mmtutorial.checks import check_token_ids
+    from mmtutorial.models.gpt import _check_targets
+
+    idx = torch.randint(0, 61, (2, 16), device="cuda")
+    targets = idx.clone()
+    targets[:, :4] = -100
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")        # any read-back to the host raises
+    try:
+        check_token_ids(idx, 61, name="idx", max_len=16)
+        _check_targets(targets, idx, 61)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()                        # the queued checks passed

