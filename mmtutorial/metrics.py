@@ -22,6 +22,8 @@ __all__ = ["accuracy", "confusion_matrix", "precision_recall_f1", "f1_score", "r
            "calibration_curve", "expected_calibration_error"]
 
 _AVERAGES = ("binary", "macro", "micro", "weighted", None)
+_MAX_CONFUSION_ENTRIES = 2**27   # 1 GiB of int64 counts: far beyond any real K, far below an accidental label 10**9
+_ROW_SUM_TOLERANCE = 1e-3        # float32 softmax rows sum to 1 within ~1e-6
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # NumPy < 2 only has trapz
 
 
@@ -55,7 +57,16 @@ def _as_labels(values: Any, name: str) -> np.ndarray:
                         "convert predictions with argmax (multi-class) or a threshold (binary) first")
     if array.min() < 0:
         raise ValueError(f"{name} must hold labels >= 0, got {array.min()}")
+    if array.max() > np.iinfo(np.int64).max:                              # uint64 beyond int64 would wrap
+        raise ValueError(f"{name} must hold labels below 2**63, got {array.max()}")
     return array.astype(np.int64)
+
+
+def _check_pos_label(pos_label: Any) -> int:
+    """``pos_label`` names a class, so it is an int (a string or float never matches integer labels)."""
+    if isinstance(pos_label, (bool, np.bool_)) or not isinstance(pos_label, (int, np.integer)):
+        raise TypeError(f"pos_label must be an int class label, got {type(pos_label).__name__} {pos_label!r}")
+    return int(pos_label)
 
 
 def _as_scores(values: Any, name: str, ndim: int | tuple[int, ...] = 1) -> np.ndarray:
@@ -83,6 +94,7 @@ def _check_same_length(first: np.ndarray, second: np.ndarray, first_name: str, s
 
 def _binary_targets(y_true: np.ndarray, pos_label: int, name: str = "y_true") -> np.ndarray:
     """``y_true == pos_label`` as 0/1, refusing more than two classes or a single class."""
+    pos_label = _check_pos_label(pos_label)
     classes = np.unique(y_true)
     if len(classes) > 2:
         raise ValueError(f"{name} must hold two classes for a binary metric, got {len(classes)}: "
@@ -130,6 +142,10 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None = None) -
     if largest >= num_classes:
         raise ValueError(f"labels must lie in [0, {num_classes}) for num_classes={num_classes}, "
                          f"got label {largest}")
+    if num_classes * num_classes > _MAX_CONFUSION_ENTRIES:
+        raise ValueError(f"a confusion matrix for num_classes={num_classes} would hold {num_classes}**2 entries; "
+                         f"labels must be class indices 0..K-1 (the largest label is {largest}): remap them "
+                         "(np.unique(labels, return_inverse=True)) first")
     # Each (true, predicted) pair gets one flat index; bincount counts them all at once.
     flat = y_true * num_classes + y_pred                                    # (n,)
     counts = np.bincount(flat, minlength=num_classes * num_classes)        # (K*K,)
@@ -163,10 +179,14 @@ def precision_recall_f1(y_true: Any, y_pred: Any, average: str | None = "binary"
     _check_same_length(y_true, y_pred, "y_true", "y_pred")
 
     if average == "binary":
+        pos_label = _check_pos_label(pos_label)
         present = np.union1d(y_true, y_pred)
         if len(present) > 2:
             raise ValueError(f"average='binary' wants at most two classes, got {len(present)}: "
                              f"{present.tolist()}; choose average='macro', 'micro' or 'weighted'")
+        if len(present) == 2 and pos_label not in present:               # scikit-learn refuses this too
+            raise ValueError(f"pos_label={pos_label} is not one of the labels {present.tolist()}; every score "
+                             "would be 0. Pass the label of the positive class")
         true_pos = np.sum((y_pred == pos_label) & (y_true == pos_label))
         false_pos = np.sum((y_pred == pos_label) & (y_true != pos_label))
         false_neg = np.sum((y_pred != pos_label) & (y_true == pos_label))
@@ -353,6 +373,11 @@ def expected_calibration_error(y_true: Any, probs: Any, n_bins: int = 10) -> flo
         if y_true.max() >= probs.shape[1]:
             raise ValueError(f"labels must lie in [0, {probs.shape[1]}) for probs with {probs.shape[1]} "
                              f"columns, got label {y_true.max()}")
+        row_sums = probs.sum(axis=1)                                        # (n,)
+        if np.any(np.abs(row_sums - 1.0) > _ROW_SUM_TOLERANCE):
+            raise ValueError(f"probs of shape (n, num_classes) must hold one probability distribution per row "
+                             f"(rows summing to 1), got row sums in [{row_sums.min():.4g}, {row_sums.max():.4g}]; "
+                             "pass softmax outputs (not logits or per-class sigmoids)")
         confidences = probs.max(axis=1)                                     # (n,)
         outcomes = probs.argmax(axis=1) == y_true                           # (n,) correct or not
     counts, mean_confidence, mean_outcome = _bin_statistics(outcomes, confidences, n_bins)

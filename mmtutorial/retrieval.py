@@ -28,6 +28,7 @@ NumPy's dtype, float64 for lists) and return the same kind. Metrics accept eithe
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -51,10 +52,22 @@ def _as_tensor(values: Any, name: str) -> tuple[torch.Tensor, bool]:
             raise TypeError(f"{name} must be array-like, got {type(values).__name__}") from error
         if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
             raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
-        values = torch.from_numpy(np.ascontiguousarray(array))
+        # np.ascontiguousarray would turn a scalar into a 1-vector; copy only what is not contiguous
+        values = torch.from_numpy(array if array.flags.c_contiguous else array.copy(order="C"))
+    if values.is_complex():                 # casting would drop the imaginary part without a word
+        raise TypeError(f"{name} must hold real numbers, got complex dtype {values.dtype}")
     if not values.is_floating_point():
         values = values.to(torch.float64 if not was_tensor else torch.get_default_dtype())
+    # NaN would flow into every similarity it touches; checked where it costs no device synchronisation
+    if values.device.type == "cpu" and not bool(torch.isfinite(values).all()):
+        raise ValueError(f"{name} must be finite, got {int((~torch.isfinite(values)).sum())} NaN or infinite "
+                         f"values of {values.numel()}")
     return values, was_tensor
+
+
+def _check_eps(eps: Any) -> None:
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (0 < eps < 1 and math.isfinite(eps)):
+        raise ValueError(f"eps (the smallest norm divided by) must be a small number in (0, 1), got {eps!r}")
 
 
 def _embedding_pair(queries: Any, items: Any | None) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -79,6 +92,7 @@ def _back(result: torch.Tensor, was_tensor: bool):
 
 def normalize(vectors: Any, eps: float = 1e-12):
     """Each row divided by its L2 norm (rows of zeros stay zero), like ``torch.nn.functional.normalize``."""
+    _check_eps(eps)
     tensor, was_tensor = _as_tensor(vectors, "vectors")
     if tensor.ndim < 1:
         raise ValueError("vectors must have at least one axis, got a scalar")
@@ -98,6 +112,7 @@ def cosine_similarity_matrix(queries: Any, items: Any | None = None, eps: float 
     Normalise the rows once, then take one matrix product: ``cos = (a / |a|) . (b / |b|)``. A zero vector
     has similarity 0 with everything (scikit-learn's convention), since its normalised row stays zero.
     """
+    _check_eps(eps)
     query_tensor, item_tensor, was_tensor = _embedding_pair(queries, items)
     query_unit = query_tensor / query_tensor.norm(dim=1, keepdim=True).clamp_min(eps)   # (Q, dim)
     item_unit = item_tensor / item_tensor.norm(dim=1, keepdim=True).clamp_min(eps)      # (N, dim)
@@ -130,9 +145,12 @@ def squared_distance_from_cosine(cosine: Any):
     Proof: ``||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b = 1 + 1 - 2 cos``. So on the unit sphere ranking by
     cosine (descending) and by Euclidean distance (ascending) give the same order.
     """
-    if isinstance(cosine, torch.Tensor):
-        return 2.0 - 2.0 * cosine
-    return 2.0 - 2.0 * np.asarray(cosine, dtype=np.float64)
+    tensor, was_tensor = _as_tensor(cosine, "cosine")
+    # Rounding leaves computed cosines a hair outside [-1, 1]; beyond that they are not cosines at all.
+    if tensor.device.type == "cpu" and tensor.numel() and float(tensor.abs().max()) > 1.0 + 1e-5:
+        raise ValueError(f"cosine values must lie in [-1, 1], got values in [{float(tensor.min()):.4g}, "
+                         f"{float(tensor.max()):.4g}]; pass cosine similarities of the embeddings (not dot products)")
+    return _back(2.0 - 2.0 * tensor, was_tensor)
 
 
 # ==================================================================================================

@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import json
 import math
+import numbers
 import os
 import sys
 import time
@@ -32,6 +33,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -39,10 +41,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, content_sha256, describe_keys, load_checkpoint, load_converted_state_dict,
+                         remove_stale_temp_files, save_checkpoint)
 from .config import cache_dir, get_device, mode_name
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+IGNORE_INDEX = -100          # targets with this value count for nothing (F.cross_entropy's default)
 SCHEDULES = ("constant", "cosine", "linear", "onecycle")
 # Fields that may change between an interrupted run and its resumption without changing the trajectory.
 _RESUMABLE_FIELDS = {"checkpoint_dir", "checkpoint_every", "resume", "progress", "num_workers"}
@@ -71,27 +75,61 @@ class TrainConfig:
     num_workers: int = 0                 # DataLoader workers for map-style datasets
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "grad_accum_steps": self.grad_accum_steps}
-        for name, value in positive.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a positive int, got {value!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if not self.lr > 0:
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0 or self.warmup_steps < 0:
-            raise ValueError("TrainConfig.weight_decay and warmup_steps must be >= 0, got "
-                             f"{self.weight_decay} and {self.warmup_steps}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"TrainConfig.max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
+        # Values are normalised to Python int/float: the config is stored in every checkpoint, and
+        # weights_only loading reads no NumPy scalars.
+        for name in ("epochs", "batch_size", "grad_accum_steps"):
+            setattr(self, name, _checked_int(name, getattr(self, name), minimum=1))
+        for name in ("warmup_steps", "num_workers", "seed"):
+            setattr(self, name, _checked_int(name, getattr(self, name), minimum=0))
         for name in ("checkpoint_every", "max_steps"):
+            setattr(self, name, _checked_int(name, getattr(self, name), minimum=1, optional=True))
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"TrainConfig.{name} must be a positive int or None, got {value!r}")
-        if self.amp not in (True, False, "auto"):
+            if not isinstance(value, str) or value not in choices:
+                raise ValueError(f"TrainConfig.{name} must be one of {choices}, got {value!r}")
+        self.lr = _checked_number("lr", self.lr, "> 0", lambda v: v > 0)
+        self.weight_decay = _checked_number("weight_decay", self.weight_decay, ">= 0", lambda v: v >= 0)
+        self.momentum = _checked_number("momentum", self.momentum, "in [0, 1)", lambda v: 0 <= v < 1)
+        if self.max_grad_norm is not None:
+            self.max_grad_norm = _checked_number("max_grad_norm", self.max_grad_norm, "> 0 or None",
+                                                 lambda v: v > 0)
+        if not (isinstance(self.amp, bool) or (isinstance(self.amp, str) and self.amp == "auto")):
             raise ValueError(f"TrainConfig.amp must be True, False or 'auto', got {self.amp!r}")
+        for name in ("resume", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"TrainConfig.{name} must be True or False, got {getattr(self, name)!r}")
+        if self.checkpoint_dir is not None:
+            if not isinstance(self.checkpoint_dir, (str, os.PathLike)):
+                raise TypeError("TrainConfig.checkpoint_dir must be a folder path (str or Path) or None, got "
+                                f"{type(self.checkpoint_dir).__name__}")
+            # Stored as str: the config goes into every checkpoint, and weights_only loading reads no Path.
+            self.checkpoint_dir = os.fspath(self.checkpoint_dir)
+            if not self.checkpoint_dir:
+                raise ValueError("TrainConfig.checkpoint_dir is an empty string; use None for no checkpoints "
+                                 "or name a folder")
+
+
+def _checked_int(name: str, value, minimum: int, optional: bool = False) -> int | None:
+    """An int field as a Python int: ``TypeError`` for other types (bools included: True is no count),
+    ``ValueError`` below ``minimum``."""
+    if optional and value is None:
+        return None
+    wanted = {0: "an int >= 0", 1: "a positive int"}[minimum] + (" or None" if optional else "")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"TrainConfig.{name} must be {wanted}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"TrainConfig.{name} must be {wanted}, got {value!r}")
+    return int(value)
+
+
+def _checked_number(name: str, value, condition: str, holds: Callable[[float], bool]) -> float:
+    """A real-number field as a Python float, finite and satisfying ``condition`` (bools and strings are a
+    ``TypeError``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"TrainConfig.{name} must be a number {condition}, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or not holds(value):
+        raise ValueError(f"TrainConfig.{name} must be a finite number {condition}, got {value!r}")
+    return value if type(value) in (int, float) else float(value)    # an int lr stays as the user wrote it
 
 
 @dataclass
@@ -147,13 +185,54 @@ def cleanup_distributed() -> None:
 # --------------------------------------------------------------------------------------------------
 # Building blocks
 # --------------------------------------------------------------------------------------------------
+def check_class_targets(logits: torch.Tensor, targets, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Targets for ``F.cross_entropy(logits, targets)``: integer class ids in ``[0, num_classes)`` (or
+    ``ignore_index``), one per row of ``logits`` (batch, classes) or (batch, classes, d1, ...).
+
+    Values are checked at once on the CPU; on an accelerator the check is queued with ``torch._assert_async``
+    (no device synchronisation on every step).  Returns ``targets`` unchanged.
+    """
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.dim() < 2:
+        got = (f"shape {tuple(logits.shape)} and dtype {logits.dtype}" if isinstance(logits, torch.Tensor)
+               else type(logits).__name__)
+        raise ValueError("the default loss wants the model to return floating-point logits (batch, classes), "
+                         f"got {got}; pass loss_fn=... for other outputs")
+    if not isinstance(targets, torch.Tensor):
+        raise TypeError(f"targets must be a tensor of integer class ids, got {type(targets).__name__}")
+    if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
+        raise TypeError(f"the default loss wants integer class ids as targets (torch.long), got dtype "
+                        f"{targets.dtype}; convert labels with .long(), or pass loss_fn=... for soft "
+                        "(probability) or regression targets")
+    expected_shape = logits.shape[:1] + logits.shape[2:]
+    if targets.shape != expected_shape:
+        raise ValueError(f"targets must have shape {tuple(expected_shape)} (one class id per row of the logits "
+                         f"of shape {tuple(logits.shape)}), got {tuple(targets.shape)}")
+    num_classes = logits.size(1)
+    if targets.numel():
+        valid = ((targets >= 0) & (targets < num_classes)) | (targets == ignore_index)
+        expected = f"class ids in [0, {num_classes}) (or {ignore_index} to ignore an item)"
+        if targets.device.type == "cpu":
+            if not bool(valid.all()):
+                wrong = targets[~valid]
+                raise ValueError(f"targets must be {expected} for logits with {num_classes} classes, got "
+                                 f"{wrong.numel()} outside, in [{int(wrong.min())}, {int(wrong.max())}]")
+            if bool((targets == ignore_index).all()):
+                raise ValueError(f"every target of this batch is the ignore index {ignore_index}: no target counts, "
+                                 "so the mean cross-entropy would be 0/0 = NaN")
+        else:   # queued on the device: no read-back, so no synchronisation on every step
+            torch._assert_async(valid.all(), f"targets must be {expected}")
+    return targets
+
+
 def classification_loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Default loss: cross-entropy of ``model(inputs)`` against integer ``targets``."""
+    """Default loss: cross-entropy of ``model(inputs)`` against integer ``targets`` (checked first)."""
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        size = f" of length {len(batch)}" if isinstance(batch, (tuple, list, dict)) else ""
         raise ValueError("the default loss wants batches of (inputs, targets); pass loss_fn=... for "
-                         f"other batches (got {type(batch).__name__} of length {len(batch)})")
+                         f"other batches (got {type(batch).__name__}{size})")
     inputs, targets = batch
-    return F.cross_entropy(model(inputs), targets)
+    logits = model(inputs)                                               # (batch, classes)
+    return F.cross_entropy(logits, check_class_targets(logits, targets))
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -280,6 +359,8 @@ def evaluate_classifier(model: nn.Module, data, device: torch.device | None = No
     for inputs, targets in batches.epoch(0):
         inputs, targets = inputs.to(device), targets.to(device)
         logits = model(inputs)                                            # (batch, classes)
+        if loss_fn is None:
+            check_class_targets(logits, targets)
         loss = loss_fn(model, (inputs, targets)) if loss_fn else F.cross_entropy(logits, targets)
         total_loss += float(loss) * len(targets)
         correct += int((logits.argmax(dim=-1) == targets).sum())
@@ -290,6 +371,72 @@ def evaluate_classifier(model: nn.Module, data, device: torch.device | None = No
 
 def _checkpoint_path(config: TrainConfig) -> Path | None:
     return Path(config.checkpoint_dir) / "last.pt" if config.checkpoint_dir else None
+
+
+_TRAINING_STATE_KEYS = ("model", "optimizer", "scheduler", "rng", "history", "step", "config")
+
+
+def _check_training_state(state: Any, path: Path) -> None:
+    """A checkpoint that ``fit`` wrote: a dict with every key that resuming reads."""
+    missing = [key for key in _TRAINING_STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise ValueError(f"{path} is not a training checkpoint written by fit (it lacks {missing}); delete it, "
+                         "use another checkpoint_dir or pass resume=False")
+
+
+def _resume(state: dict, path: Path, model: nn.Module, optimizer, scheduler, device: torch.device) -> None:
+    """Put model, optimizer, scheduler and RNG back where the checkpoint left them, with clear errors when the
+    checkpoint belongs to another model or optimizer."""
+    advice = f"Delete {path}, use another checkpoint_dir, or pass resume=False."
+    try:
+        load_converted_state_dict(model, state["model"], source=f"checkpoint {path}",
+                                  config_name=f"{type(model).__name__} configuration")
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"cannot resume from {path}: it was written for another model ({error}). {advice}") \
+            from error
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"cannot resume from {path}: its optimizer or scheduler state does not fit this "
+                         f"{type(optimizer).__name__} ({type(error).__name__}: {error}). {advice}") from error
+    torch.set_rng_state(state["rng"].cpu())
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+
+
+def _tensors_in(batch) -> Iterator[torch.Tensor]:
+    if isinstance(batch, torch.Tensor):
+        yield batch
+    elif isinstance(batch, (tuple, list)):
+        for item in batch:
+            yield from _tensors_in(item)
+    elif isinstance(batch, dict):
+        for item in batch.values():
+            yield from _tensors_in(item)
+
+
+@torch.no_grad()
+def _non_finite_loss_message(value: float, step: int, model: nn.Module, batch) -> str:
+    """Why the loss is NaN or infinite, from what can be checked after the fact: the weights, the batch."""
+    start = f"the loss became {value} at step {step}"
+    broken = [name for name, parameter in model.named_parameters() if not bool(torch.isfinite(parameter).all())]
+    if broken:
+        when = "before any update (the initial weights)" if step == 0 else "after the last update: training diverged"
+        return (f"{start}: weights are NaN or infinite {when} ({describe_keys(broken)}); lower the learning rate "
+                "or set max_grad_norm")
+    tensors = list(_tensors_in(batch))
+    if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in tensors):
+        return f"{start}: the batch holds NaN or infinite values (the weights are finite); check the data"
+    if any(not t.is_floating_point() and t.dtype != torch.bool and t.numel() and bool((t == IGNORE_INDEX).all())
+           for t in tensors):
+        return (f"{start} because no target counted: every target of this batch is the ignore index "
+                f"{IGNORE_INDEX}, and cross-entropy's mean over zero targets is 0/0 = NaN (the weights and inputs "
+                "are finite). Give every batch at least one real target, or average with "
+                "reduction='sum' / max(1, count) in your loss_fn")
+    return (f"{start} with finite weights and inputs; lower the learning rate or set max_grad_norm (a NaN "
+            f"also comes from a mean over no targets: every target ignored ({IGNORE_INDEX}), or sequences too "
+            "short to have a next token)")
 
 
 def _check_resumable(saved: dict, config: TrainConfig, path: Path) -> None:
@@ -323,6 +470,13 @@ def fit(model: nn.Module, train_data, *, config: TrainConfig | None = None,
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"fit wants an nn.Module, got {type(model).__name__}")
+    for name, function in (("loss_fn", loss_fn), ("evaluate", evaluate), ("callback", callback)):
+        if function is not None and not callable(function):
+            raise TypeError(f"{name} must be a function or None, got {type(function).__name__}")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        hint = (f"; to choose one by name pass config=TrainConfig(optimizer={optimizer!r})"
+                if isinstance(optimizer, str) else "")
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}{hint}")
     config = config or TrainConfig()
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -340,6 +494,8 @@ def fit(model: nn.Module, train_data, *, config: TrainConfig | None = None,
     device = torch.device(device)
     model.to(device)
     dataset = _as_dataset(train_data)
+    if val_data is not None:
+        _as_dataset(val_data)               # refused now, not after the first epoch of training
     batches = _Batches(dataset, config.batch_size, config.seed, rank, world_size, config.num_workers)
     steps_per_epoch = math.ceil(batches.num_batches / config.grad_accum_steps)
     total_steps = config.max_steps or config.epochs * steps_per_epoch
@@ -348,15 +504,13 @@ def fit(model: nn.Module, train_data, *, config: TrainConfig | None = None,
     scheduler = build_scheduler(optimizer, config, total_steps)
     history, step = History(), 0
     path = _checkpoint_path(config)
+    if path is not None and is_main_process():
+        remove_stale_temp_files(path.parent)    # left by a run that was killed while saving
     if path is not None and config.resume and path.exists():
         state = load_checkpoint(path, map_location=device)
+        _check_training_state(state, path)
         _check_resumable(state["config"], config, path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"].cpu())
-        if device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+        _resume(state, path, model, optimizer, scheduler, device)
         history, step = History.from_dict(state["history"]), int(state["step"])
         if is_main_process():
             print(f"Resuming from {path} at step {step}/{total_steps}")
@@ -410,8 +564,7 @@ def fit(model: nn.Module, train_data, *, config: TrainConfig | None = None,
                     with _autocast(device, config.amp):
                         loss = loss_fn(train_model, batch) / len(group)
                     if not torch.isfinite(loss):
-                        raise FloatingPointError(f"the loss became {float(loss)} at step {step}; "
-                                                 "lower the learning rate or set max_grad_norm")
+                        raise FloatingPointError(_non_finite_loss_message(float(loss.detach()), step, model, batch))
                     loss.backward()
                 group_loss += float(loss.detach())
             if config.max_grad_norm is not None:
@@ -450,7 +603,7 @@ def config_fingerprint(config: dict | None) -> str:
 
 def cached_model_path(name: str, config: dict | None = None) -> Path:
     """Where :func:`load_or_train` keeps ``name``: one file per name, QUICK/full mode and configuration."""
-    if not name or any(c in name for c in "/\\") :
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
         raise ValueError(f"model name must be a plain non-empty file name, got {name!r}")
     return cache_dir("models") / f"{name}-{mode_name().lower()}-{config_fingerprint(config)}.pt"
 
@@ -463,13 +616,34 @@ def load_or_train(name: str, model: nn.Module, train_fn: Callable[[nn.Module], H
     Returns the training :class:`History` (restored from the cache when loading), or ``None`` if
     ``train_fn`` returned none.  QUICK and full mode never share a cached model.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"load_or_train wants an nn.Module, got {type(model).__name__}")
+    if not callable(train_fn):
+        raise TypeError(f"train_fn must be a function train_fn(model) -> History | None, got {type(train_fn).__name__}")
+    content_sha256(config or {})            # a config the cache cannot store is refused now, not after training
     path = cached_model_path(name, config)
     if path.exists() and not retrain:
-        print(f"Found trained model at {path}, loading")
-        state = load_checkpoint(path, map_location=next(model.parameters()).device)
-        model.load_state_dict(state["model"])
-        return History.from_dict(state["history"]) if state.get("history") else None
-    print(f"No trained model at {path}; training it now (it will be cached)")
+        try:
+            device = next(model.parameters(), torch.empty(0)).device
+            state = load_checkpoint(path, map_location=device)
+        except CheckpointError as error:    # a damaged or unverifiable cache is rebuilt, and the reader told so
+            print(f"The cached model at {path} cannot be used ({error}); training it again")
+        else:
+            print(f"Found trained model at {path}, loading")
+            if not isinstance(state, dict) or "model" not in state:
+                raise ValueError(f"{path} is not a model cached by load_or_train (no 'model' entry); delete it")
+            try:
+                load_converted_state_dict(model, state["model"], source=f"cached model {path}",
+                                          config_name=f"{type(model).__name__} configuration")
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"the cached model {path} does not fit this {type(model).__name__} ({error}). "
+                                 "Its architecture changed without the config passed to load_or_train: delete "
+                                 f"{path} or pass retrain=True") from error
+            return History.from_dict(state["history"]) if state.get("history") else None
+    elif path.exists():
+        print(f"retrain=True: training {name} again (the cache at {path} will be replaced)")
+    else:
+        print(f"No trained model at {path}; training it now (it will be cached)")
     history = train_fn(model)
     if history is not None and not isinstance(history, History):
         raise TypeError(f"train_fn must return a History or None, got {type(history).__name__}")

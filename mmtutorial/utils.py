@@ -16,8 +16,11 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
 
     ``deterministic=True`` also asks PyTorch for deterministic kernels (slower on GPU).
     """
-    if not isinstance(seed, int) or isinstance(seed, bool):
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = int(seed)
+    if not -2**63 <= seed < 2**64:              # what torch.manual_seed accepts
+        raise ValueError(f"seed must be in [-2**63, 2**64), got {seed}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -46,6 +49,10 @@ class Timer:
     name: str = "elapsed"
     start: float = field(default=0.0, init=False)
     seconds: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise TypeError(f"Timer name must be a str, got {type(self.name).__name__}")
 
     def __enter__(self) -> "Timer":
         self.start = time.perf_counter()

@@ -32,6 +32,16 @@ def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
     assert (tmp_path / "cache" / "models").is_dir()
 
 
+def test_cache_dir_stays_inside_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMTUTORIAL_CACHE", str(tmp_path / "cache"))
+    for bad in ("/etc", "../outside", "", 3):               # joinpath("/etc") used to leave the cache
+        with pytest.raises(ValueError, match="relative folder names inside the cache"):
+            mmt.cache_dir(bad)
+    (tmp_path / "cache").write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match="a file is in the way"):
+        mmt.cache_dir("models")
+
+
 def test_device_choice(monkeypatch):
     monkeypatch.delenv("MMTUTORIAL_DEVICE", raising=False)
     expected = "cuda" if torch.cuda.is_available() else "cpu"
@@ -40,6 +50,11 @@ def test_device_choice(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             mmt.get_device("cuda")
+    with pytest.raises(ValueError, match="prefer='gpu' is not a device; expected 'cpu', 'cuda'"):
+        mmt.get_device("gpu")
+    monkeypatch.setenv("MMTUTORIAL_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="MMTUTORIAL_DEVICE='tpu' is not a device"):
+        mmt.get_device()
 
 
 def test_seed_everything_reproduces_numbers():
@@ -51,6 +66,9 @@ def test_seed_everything_reproduces_numbers():
     np.testing.assert_array_equal(first[1], second[1])
     with pytest.raises(TypeError, match="seed must be an int"):
         mmt.seed_everything("3")
+    with pytest.raises(ValueError, match=r"seed must be in \[-2\*\*63, 2\*\*64\)"):
+        mmt.seed_everything(2**64)
+    assert mmt.seed_everything(np.int64(3)) == 3
 
 
 def test_count_parameters_matches_the_formula():

@@ -282,3 +282,21 @@ def test_evaluation_plots_return_axes_and_reject_bad_shapes():
     with pytest.raises(ValueError, match="same shape|one shape"):
         viz.plot_roc_curve([0, 1], [0, 0.5, 1])
     plt.close("all")
+
+
+
+def test_inputs_that_used_to_give_silent_or_obscure_results():
+    # pos_label that is none of the labels: every score was 0.0 without a word (scikit-learn refuses it)
+    with pytest.raises(ValueError, match=r"pos_label=2 is not one of the labels \[0, 1\]"):
+        metrics.precision_recall_f1([0, 1, 1], [0, 1, 0], pos_label=2)
+    with pytest.raises(TypeError, match="pos_label must be an int class label, got str '1'"):
+        metrics.f1_score([0, 1], [0, 1], pos_label="1")
+    assert metrics.precision_recall_f1([0, 0], [0, 0], pos_label=1) == (0.0, 0.0, 0.0)   # one class: as sklearn
+    # a stray large label asked for an exabyte-sized confusion matrix (MemoryError)
+    with pytest.raises(ValueError, match=r"1000000001\*\*2 entries.*remap"):
+        metrics.confusion_matrix([0, 10**9], [0, 0])
+    # per-class sigmoid outputs are no distribution: top-label ECE would be meaningless
+    with pytest.raises(ValueError, match=r"row sums in \[0.5, 1.8\]"):
+        metrics.expected_calibration_error([0, 1], [[0.9, 0.9], [0.2, 0.3]])
+    rows = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype=np.float32)   # float32 softmax rows still pass
+    assert metrics.expected_calibration_error([0, 2], rows) == pytest.approx(0.25)

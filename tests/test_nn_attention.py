@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.testing import assert_close
 
+from mmtutorial.zoo import torch_nn
 from mmtutorial.nn import (KVCache, MultiHeadAttention, causal_mask, combine_masks, padding_mask,
                            scaled_dot_product_attention)
 
@@ -143,6 +144,19 @@ def test_attention_errors_name_expected_and_received():
         scaled_dot_product_attention(q, k, v, dropout_p=1.0)
 
 
+def test_attention_refuses_mismatched_batches_heads_and_dtypes():
+    q, k, v = qkv()                                          # (2, 3, 5, 4), (2, 3, 7, 4), (2, 3, 7, 6)
+    with pytest.raises(ValueError, match=r"leading \(batch, heads, ...\) dimensions, got query \(2, 3, 5, 4\), "
+                                         r"key \(3, 3, 7, 4\)"):
+        scaled_dot_product_attention(q, torch.cat([k, k[:1]]), torch.cat([v, v[:1]]))   # batch 2 vs 3
+    with pytest.raises(ValueError, match=r"leading .* \(2, 3\), \(2, 1\) and \(2, 1\)"):
+        scaled_dot_product_attention(q, k[:, :1], v[:, :1])  # one key head would broadcast silently
+    with pytest.raises(TypeError, match="one dtype, got torch.float32, torch.float64 and torch.float64"):
+        scaled_dot_product_attention(q.float(), k, v)
+    with pytest.raises(TypeError, match="is_causal must be True or False"):
+        scaled_dot_product_attention(q, k, v, is_causal=None)
+
+
 # --- multi-head attention ------------------------------------------------------------------------------
 
 def torch_and_ours(embed_dim=16, num_heads=4, bias=True, kdim=None, vdim=None, use_fused=True, seed=0):
@@ -153,7 +167,7 @@ def torch_and_ours(embed_dim=16, num_heads=4, bias=True, kdim=None, vdim=None, u
         with torch.no_grad():
             reference.in_proj_bias.normal_()
             reference.out_proj.bias.normal_()
-    ours = MultiHeadAttention.from_torch(reference, use_fused=use_fused)
+    ours = torch_nn.mha_from_torch(reference, use_fused=use_fused)
     return reference.eval(), ours.eval()
 
 
@@ -280,9 +294,9 @@ def test_mha_errors():
     with pytest.raises(ValueError, match="kv_cache is for self-attention"):
         mha(x, x, kv_cache=KVCache())
     with pytest.raises(ValueError, match=r"ours .* = \(8, 2, 8, 8, True\), torch's = \(8, 4, 8, 8, True\)"):
-        mha.load_from_torch(nn.MultiheadAttention(8, 4, batch_first=True))
-    with pytest.raises(TypeError, match="expected torch.nn.MultiheadAttention, got Linear"):
-        MultiHeadAttention.from_torch(nn.Linear(2, 2))
+        torch_nn.load_torch_mha(mha, nn.MultiheadAttention(8, 4, batch_first=True))
+    with pytest.raises(TypeError, match="torch_mha must be a torch.nn.MultiheadAttention, got Linear"):
+        torch_nn.mha_from_torch(nn.Linear(2, 2))
 
 
 def test_mha_with_rotary_equals_rotating_by_hand_and_decodes_with_the_cache():

@@ -203,3 +203,160 @@ def test_onecycle_refuses_fewer_than_three_steps():
     optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
     with pytest.raises(ValueError, match="at least 3 optimizer steps, got 2"):
         build_scheduler(optimizer, TrainConfig(schedule="onecycle"), 2)
+
+
+# --- bad configurations, targets and checkpoints get clear errors ---------------------------------------
+
+@pytest.mark.parametrize("overrides,error,words", [
+    ({"lr": float("inf")}, ValueError, "lr must be a finite number > 0, got inf"),
+    ({"lr": float("nan")}, ValueError, "lr must be a finite number > 0, got nan"),
+    ({"lr": 0.0}, ValueError, "lr must be a finite number > 0, got 0.0"),
+    ({"lr": "1e-3"}, TypeError, "lr must be a number > 0, got str '1e-3'"),
+    ({"lr": True}, TypeError, "lr must be a number > 0, got bool True"),
+    ({"weight_decay": float("nan")}, ValueError, "weight_decay must be a finite number >= 0, got nan"),
+    ({"weight_decay": -0.1}, ValueError, "weight_decay must be a finite number >= 0, got -0.1"),
+    ({"momentum": 1.5}, ValueError, r"momentum must be a finite number in \[0, 1\), got 1.5"),
+    ({"max_grad_norm": float("inf")}, ValueError, "max_grad_norm must be a finite number > 0 or None, got inf"),
+    ({"checkpoint_every": True}, TypeError, "checkpoint_every must be a positive int or None, got bool True"),
+    ({"checkpoint_every": 0}, ValueError, "checkpoint_every must be a positive int or None, got 0"),
+    ({"epochs": True}, TypeError, "epochs must be a positive int, got bool True"),
+    ({"batch_size": 32.0}, TypeError, "batch_size must be a positive int, got float 32.0"),
+    ({"max_steps": False}, TypeError, "max_steps must be a positive int or None, got bool False"),
+    ({"warmup_steps": -1}, ValueError, "warmup_steps must be an int >= 0, got -1"),
+    ({"num_workers": True}, TypeError, "num_workers must be an int >= 0, got bool True"),
+    ({"amp": 1}, ValueError, "amp must be True, False or 'auto', got 1"),
+    ({"resume": "yes"}, TypeError, "resume must be True or False, got 'yes'"),
+    ({"checkpoint_dir": ""}, ValueError, "checkpoint_dir is an empty string"),
+    ({"checkpoint_dir": 3}, TypeError, "checkpoint_dir must be a folder path"),
+    ({"schedule": ["cosine"]}, ValueError, r"schedule must be one of .*got \['cosine'\]"),
+])
+def test_train_config_refuses_bad_values(overrides, error, words):
+    with pytest.raises(error, match=words):
+        TrainConfig(**overrides)
+
+
+def test_train_config_normalises_numpy_numbers_and_paths(tmp_path):
+    import numpy as np
+    config = TrainConfig(epochs=np.int64(2), lr=np.float32(0.5), checkpoint_dir=tmp_path)
+    assert type(config.epochs) is int and type(config.lr) is float and config.checkpoint_dir == str(tmp_path)
+    # a Path checkpoint_dir used to go into the checkpoint and make it unloadable (weights_only reads no Path)
+    train(TrainConfig(epochs=1, batch_size=64, checkpoint_dir=tmp_path, progress=False))
+    assert load_checkpoint(tmp_path / "last.pt")["config"]["checkpoint_dir"] == str(tmp_path)
+
+
+@pytest.mark.parametrize("targets,error,words", [
+    (torch.zeros(256), TypeError, "integer class ids as targets .*got dtype torch.float32"),
+    (torch.full((256,), 3), ValueError, r"class ids in \[0, 3\) .*got 64 outside, in \[3, 3\]"),
+    (torch.full((256,), -1), ValueError, r"class ids in \[0, 3\) \(or -100 to ignore an item\).*\[-1, -1\]"),
+    (torch.zeros(256, 3, dtype=torch.long), ValueError, r"targets must have shape \(64,\) .*got \(64, 3\)"),
+    (torch.full((256,), -100), ValueError, "every target of this batch is the ignore index -100"),
+])
+def test_default_loss_checks_targets(targets, error, words):
+    inputs, _ = make_problem()
+    with pytest.raises(error, match=words):
+        fit(make_model(), (inputs, targets), epochs=1, batch_size=64, progress=False, device="cpu")
+
+
+def test_a_nan_loss_from_ignored_targets_says_so_instead_of_blaming_the_learning_rate():
+    inputs, targets = make_problem()
+    targets = torch.full_like(targets, -100)                 # e.g. prompts only: no item has a target
+
+    def sequence_loss(model, batch):                         # a custom loss, as GPT's: mean over counted targets
+        x, y = batch
+        return torch.nn.functional.cross_entropy(model(x), y, ignore_index=-100)
+
+    with pytest.raises(FloatingPointError, match="no target counted: every target of this batch is the ignore "
+                                                 "index -100") as caught:
+        fit(make_model(), (inputs, targets), loss_fn=sequence_loss, epochs=1, batch_size=64,
+            config=TrainConfig(seed=0), progress=False, device="cpu")
+    assert "learning rate" not in str(caught.value)
+
+
+def test_a_nan_loss_from_diverged_weights_or_bad_data_names_the_cause():
+    inputs, targets = make_problem()
+    with pytest.raises(FloatingPointError, match="weights are NaN or infinite after the last update: training "
+                                                 "diverged.*lower the learning rate"):
+        fit(make_model(), (inputs * 1e30, targets), config=TrainConfig(epochs=3, batch_size=64, optimizer="sgd",
+                                                                       lr=1e30, progress=False), device="cpu")
+    broken = inputs.clone()
+    broken[5, 2] = float("nan")
+    with pytest.raises(FloatingPointError, match="the batch holds NaN or infinite values .*check the data"):
+        fit(make_model(), (broken, targets), epochs=1, batch_size=256, progress=False, device="cpu")
+
+
+def test_resuming_with_another_architecture_names_the_keys_and_the_file(tmp_path):
+    train(TrainConfig(epochs=1, batch_size=64, checkpoint_dir=str(tmp_path), progress=False))
+    wider = torch.nn.Sequential(torch.nn.Linear(10, 48), torch.nn.GELU(), torch.nn.Dropout(0.0),
+                                torch.nn.Linear(48, 3))
+    with pytest.raises(ValueError, match=r"cannot resume from .*last.pt: it was written for another model "
+                                         r"\(shape mismatch .*0.weight: ours \(48, 10\), checkpoint .*\(32, 10\).*"
+                                         r"Delete .*last.pt"):
+        fit(wider, make_problem(), config=TrainConfig(epochs=1, batch_size=64, checkpoint_dir=str(tmp_path),
+                                                      progress=False), device="cpu")
+    deeper = torch.nn.Sequential(*make_model(), torch.nn.Linear(3, 3))
+    with pytest.raises(ValueError, match=r"written for another model .*missing keys: \[4.bias, 4.weight\]; "
+                                         r"unexpected keys: \[\]"):
+        fit(deeper, make_problem(), config=TrainConfig(epochs=1, batch_size=64, checkpoint_dir=str(tmp_path),
+                                                       progress=False), device="cpu")
+
+
+def test_resuming_from_a_file_fit_did_not_write(tmp_path):
+    save_checkpoint({"model": make_model().state_dict()}, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match=r"last.pt is not a training checkpoint written by fit \(it lacks "
+                                         r"\['optimizer'"):
+        train(TrainConfig(epochs=1, batch_size=64, checkpoint_dir=str(tmp_path), progress=False))
+
+
+def test_fit_start_removes_temp_files_of_a_killed_save(tmp_path):
+    from mmtutorial.checkpoint import _host_tag
+    killed_writer = subprocess.Popen([sys.executable, "-c", "pass"])   # its pid is no longer alive afterwards
+    killed_writer.wait()
+    orphan = tmp_path / f".last.pt.mmtmp-{_host_tag()}-{killed_writer.pid}.abcdef.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    train(TrainConfig(epochs=1, batch_size=64, checkpoint_dir=str(tmp_path), progress=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_load_or_train_rebuilds_a_damaged_or_unverifiable_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MMTUTORIAL_CACHE", str(tmp_path))
+    calls = []
+
+    def train_fn(model):
+        calls.append(1)
+        return fit(model, make_problem(), epochs=1, batch_size=64, progress=False, device="cpu")
+
+    trained = make_model()
+    load_or_train("tiny", trained, train_fn)
+    path = cached_model_path("tiny")
+    data = bytearray(path.read_bytes())
+    position = bytes(data).find(trained.state_dict()["0.weight"].numpy().tobytes())  # the stored weights
+    assert position > 0
+    data[position + 101] ^= 0x04                             # one flipped bit in one weight
+    path.write_bytes(bytes(data))
+    capsys.readouterr()
+    load_or_train("tiny", make_model(), train_fn)
+    out = capsys.readouterr().out
+    assert "cannot be used" in out and "training it again" in out and len(calls) == 2
+    torch.save({"model": make_model().state_dict()}, path)   # a cache from before content hashes
+    load_or_train("tiny", make_model(), train_fn)
+    assert "not written by mmtutorial's save_checkpoint" in capsys.readouterr().out and len(calls) == 3
+    load_or_train("tiny", make_model(), train_fn)            # the rebuilt cache loads
+    assert "Found trained model at" in capsys.readouterr().out and len(calls) == 3
+
+
+def test_load_or_train_with_a_changed_architecture_names_the_file_to_delete(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMTUTORIAL_CACHE", str(tmp_path))
+    train_fn = lambda model: fit(model, make_problem(), epochs=1, batch_size=64, progress=False, device="cpu")  # noqa
+    load_or_train("tiny", make_model(), train_fn)
+    wider = torch.nn.Sequential(torch.nn.Linear(10, 48), torch.nn.GELU(), torch.nn.Linear(48, 3))
+    with pytest.raises(ValueError, match=r"cached model .*tiny-.*\.pt does not fit this Sequential .*delete"):
+        load_or_train("tiny", wider, train_fn)
+    import numpy as np
+    with pytest.raises(TypeError, match=r"the checkpoint\['lr'\] is a numpy.float64"):   # before training, not after
+        load_or_train("other", make_model(), lambda model: pytest.fail("trained"), config={"lr": np.float64(0.1)})
+
+
+def test_fit_refuses_an_optimizer_name_where_an_optimizer_object_goes():
+    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer or None, got str.*"
+                                        "TrainConfig\\(optimizer='sgd'\\)"):
+        fit(make_model(), make_problem(), optimizer="sgd", progress=False)

@@ -48,13 +48,17 @@ def _check_float(name: str, tensor: Tensor) -> None:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {tensor.dtype}")
 
 
-def _check_mask(name: str, mask: Tensor, target_shape: tuple[int, ...]) -> None:
-    """A mask must be bool or float and broadcast to ``target_shape`` (..., seq_q, seq_k)."""
+def _check_mask(name: str, mask: Tensor, target_shape: tuple[int, ...],
+                device: torch.device | None = None) -> None:
+    """A mask must be bool or float, broadcast to ``target_shape`` (..., seq_q, seq_k) and, when ``device`` is
+    given, live there."""
     if not isinstance(mask, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
     if mask.dtype != torch.bool and not mask.is_floating_point():
         raise TypeError(f"{name} must be bool (True = may attend) or float (added to the scores), "
                         f"got dtype {mask.dtype}")
+    if device is not None and mask.device != device:
+        raise ValueError(f"{name} is on {mask.device} but the query is on {device}; move it with .to(query.device)")
     ok = mask.dim() <= len(target_shape) and all(
         m in (1, t) for m, t in zip(reversed(mask.shape), reversed(target_shape)))
     if not ok:
@@ -166,14 +170,32 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         _check_float(name, tensor)
         if tensor.dim() < 2:
             raise ValueError(f"{name} must have shape (..., seq, dim), got {tuple(tensor.shape)}")
+    if not query.dtype == key.dtype == value.dtype:
+        raise TypeError(f"query, key and value must have one dtype, got {query.dtype}, {key.dtype} and "
+                        f"{value.dtype}; convert them with .to(query.dtype)")
+    if not query.device == key.device == value.device:
+        raise ValueError(f"query, key and value must be on one device, got {query.device}, {key.device} and "
+                         f"{value.device}")
+    # The leading (batch, heads, ...) dimensions must agree exactly: matmul would broadcast a batch of 1
+    # silently, and mismatched batches fail deep inside torch.
+    leading = [tuple(t.shape[:-2]) for t in (query, key, value)]
+    if not leading[0] == leading[1] == leading[2]:
+        raise ValueError(f"query, key and value must share their leading (batch, heads, ...) dimensions, got "
+                         f"query {tuple(query.shape)}, key {tuple(key.shape)} and value {tuple(value.shape)} "
+                         f"(leading {leading[0]}, {leading[1]} and {leading[2]})")
     if key.size(-1) != query.size(-1):
         raise ValueError(f"query and key must share d_k: query has last dim {query.size(-1)}, "
                          f"key has {key.size(-1)}")
     if value.size(-2) != key.size(-2):
         raise ValueError(f"key and value must have the same number of positions: key has seq_k="
                          f"{key.size(-2)}, value has {value.size(-2)}")
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    if isinstance(dropout_p, bool) or not isinstance(dropout_p, (int, float)) or not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1) (a probability), got {dropout_p!r}")
+    if not isinstance(is_causal, bool):
+        raise TypeError(f"is_causal must be True or False, got {is_causal!r}")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                              or not math.isfinite(scale)):
+        raise ValueError(f"scale must be a finite number or None (1/sqrt(d_k)), got {scale!r}")
     scale = 1.0 / math.sqrt(query.size(-1)) if scale is None else scale
 
     scores = (query @ key.transpose(-2, -1)) * scale  # (..., seq_q, seq_k)
@@ -182,7 +204,7 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         allowed = torch.ones(seq_q, seq_k, dtype=torch.bool, device=scores.device).tril()  # top-left aligned
         scores = scores.masked_fill(~allowed, float("-inf"))
     if attn_mask is not None:
-        _check_mask("attn_mask", attn_mask, tuple(scores.shape))
+        _check_mask("attn_mask", attn_mask, tuple(scores.shape), device=scores.device)
         if attn_mask.dtype == torch.bool:
             scores = scores.masked_fill(~attn_mask, float("-inf"))
         else:
@@ -422,59 +444,6 @@ class MultiHeadAttention(nn.Module):
                 causal = causal_mask(seq_q, device=q.device, seq_k=seq_k)  # bottom-right aligned
         float_dtype = q.dtype if any(m is not None and m.is_floating_point() for m in (attn_mask, padding)) else None
         return combine_masks(attn_mask, padding, causal, dtype=float_dtype), causal_flag
-
-    # -- interop with torch.nn.MultiheadAttention ----------------------------------------------------
-
-    @torch.no_grad()
-    def load_from_torch(self, torch_mha: nn.MultiheadAttention) -> "MultiHeadAttention":
-        """Copy the weights of an ``nn.MultiheadAttention`` so that both give the same output.
-
-        torch keeps Q, K, V in ``in_proj_weight`` (3 * embed_dim, embed_dim) when kdim = vdim = embed_dim,
-        else in ``q_proj_weight``/``k_proj_weight``/``v_proj_weight``; the biases always sit in one
-        ``in_proj_bias`` (3 * embed_dim).  Remember the mask conventions when comparing outputs:
-        torch's bool ``attn_mask`` True = blocked, ours True = allowed (pass ``~mask`` to one of them).
-        """
-        if not isinstance(torch_mha, nn.MultiheadAttention):
-            raise TypeError(f"expected torch.nn.MultiheadAttention, got {type(torch_mha).__name__}")
-        ours = (self.embed_dim, self.num_heads, self.kdim, self.vdim, self.out_proj.bias is not None)
-        theirs = (torch_mha.embed_dim, torch_mha.num_heads, torch_mha.kdim, torch_mha.vdim,
-                  torch_mha.in_proj_bias is not None)
-        if ours != theirs:
-            raise ValueError(f"shape mismatch: ours (embed_dim, num_heads, kdim, vdim, bias) = {ours}, "
-                             f"torch's = {theirs}")
-        if torch_mha.bias_k is not None or torch_mha.add_zero_attn:
-            raise ValueError("add_bias_kv and add_zero_attn are not supported")
-        if self.packed:
-            self.qkv_proj.weight.copy_(torch_mha.in_proj_weight)
-            if torch_mha.in_proj_bias is not None:
-                self.qkv_proj.bias.copy_(torch_mha.in_proj_bias)
-        else:
-            self.q_proj.weight.copy_(torch_mha.q_proj_weight)
-            self.k_proj.weight.copy_(torch_mha.k_proj_weight)
-            self.v_proj.weight.copy_(torch_mha.v_proj_weight)
-            if torch_mha.in_proj_bias is not None:
-                b_q, b_k, b_v = torch_mha.in_proj_bias.chunk(3)
-                self.q_proj.bias.copy_(b_q)
-                self.k_proj.bias.copy_(b_k)
-                self.v_proj.bias.copy_(b_v)
-        self.out_proj.weight.copy_(torch_mha.out_proj.weight)
-        if torch_mha.out_proj.bias is not None:
-            self.out_proj.bias.copy_(torch_mha.out_proj.bias)
-        return self
-
-    @classmethod
-    def from_torch(cls, torch_mha: nn.MultiheadAttention, use_fused: bool = True) -> "MultiHeadAttention":
-        """A new ``MultiHeadAttention`` with the configuration and weights of ``torch_mha``.
-
-        The weights do not depend on torch's ``batch_first``; ours always takes (batch, seq, feature).
-        """
-        if not isinstance(torch_mha, nn.MultiheadAttention):
-            raise TypeError(f"expected torch.nn.MultiheadAttention, got {type(torch_mha).__name__}")
-        weight = torch_mha.out_proj.weight
-        module = cls(torch_mha.embed_dim, torch_mha.num_heads, dropout=torch_mha.dropout,
-                     bias=torch_mha.in_proj_bias is not None, kdim=torch_mha.kdim, vdim=torch_mha.vdim,
-                     use_fused=use_fused, device=weight.device, dtype=weight.dtype)
-        return module.load_from_torch(torch_mha)
 
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}, "

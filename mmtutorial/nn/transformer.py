@@ -10,18 +10,31 @@ without warm-up tricks; it then needs one final LayerNorm after the last block.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from .attention import KVCache, MultiHeadAttention
 from .positional import RotaryEmbedding
 
-__all__ = ["TransformerConfig", "MLP", "TransformerBlock", "TransformerEncoder", "transformer_parameter_count"]
+__all__ = ["TransformerConfig", "QuickGELU", "MLP", "TransformerBlock", "TransformerEncoder",
+           "transformer_parameter_count"]
+
+
+class QuickGELU(nn.Module):
+    """x * sigmoid(1.702 x): OpenAI's cheap approximation of GELU, which their released CLIPs were trained with."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
 
 _ACTIVATIONS = {
     "gelu": nn.GELU,                                         # exact (erf) GELU: BERT, ViT, torch's "gelu"
     "gelu_tanh": lambda: nn.GELU(approximate="tanh"),        # GPT-2's tanh approximation
+    "quick_gelu": QuickGELU,                                 # OpenAI's CLIP weights (open_clip's quick_gelu)
     "relu": nn.ReLU,                                         # the original Transformer
     "silu": nn.SiLU,
 }
@@ -36,7 +49,7 @@ class TransformerConfig:
     dropout: float = 0.0          # on attention weights, inside the MLP and on each residual branch
     causal: bool = False          # True: token i attends only to tokens <= i (decoders, GPT)
     norm: str = "pre"             # "pre" (LN inside the residual branch) or "post" (LN after the sum, BERT)
-    activation: str = "gelu"      # "gelu" (erf), "gelu_tanh" (GPT-2), "relu", "silu"
+    activation: str = "gelu"      # "gelu" (erf), "gelu_tanh" (GPT-2), "quick_gelu" (OpenAI CLIP), "relu", "silu"
     bias: bool = True             # biases in linear layers and LayerNorms
     layer_norm_eps: float = 1e-5  # LayerNorm epsilon (BERT uses 1e-12)
     use_fused: bool = True        # attention via F.scaled_dot_product_attention (False: from scratch)
@@ -46,18 +59,37 @@ class TransformerConfig:
     def __post_init__(self) -> None:
         for name in ("dim", "num_heads", "num_layers"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            # bool is an int subclass, but num_heads=True is a mistake, not one head
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"TransformerConfig.{name} must be a positive int, got {type(value).__name__} "
+                                f"{value!r}")
+            if value < 1:
+                raise ValueError(f"TransformerConfig.{name} must be a positive int, got {value!r}")
+            setattr(self, name, int(value))
         if self.dim % self.num_heads:
             raise ValueError(f"dim={self.dim} must be divisible by num_heads={self.num_heads}")
-        if self.norm not in ("pre", "post"):
+        if not isinstance(self.norm, str) or self.norm not in ("pre", "post"):
             raise ValueError(f"norm must be 'pre' or 'post', got {self.norm!r}")
-        if self.activation not in _ACTIVATIONS:
+        if not isinstance(self.activation, str) or self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}")
-        if not 0.0 <= self.dropout < 1.0:
+        for name in ("mlp_ratio", "dropout", "layer_norm_eps", "rope_base"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"TransformerConfig.{name} must be a number, got {type(value).__name__} {value!r}")
+        if not 0.0 <= self.dropout < 1.0:                # also refuses NaN
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.mlp_ratio <= 0:
-            raise ValueError(f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        if not (self.mlp_ratio > 0 and math.isfinite(self.mlp_ratio)):
+            raise ValueError(f"mlp_ratio must be a finite number > 0, got {self.mlp_ratio}")
+        if self.mlp_hidden_dim < 1:
+            raise ValueError(f"mlp_ratio * dim = {self.mlp_ratio} * {self.dim} gives an MLP of width "
+                             f"{self.mlp_hidden_dim}; the MLP hidden size int(mlp_ratio * dim) must be >= 1")
+        if not (self.layer_norm_eps > 0 and math.isfinite(self.layer_norm_eps)):
+            raise ValueError(f"layer_norm_eps must be a finite number > 0, got {self.layer_norm_eps}")
+        if not (self.rope_base > 1 and math.isfinite(self.rope_base)):
+            raise ValueError(f"rope_base must be a finite number > 1, got {self.rope_base}")
+        for name in ("causal", "bias", "use_fused", "rope"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"TransformerConfig.{name} must be True or False, got {getattr(self, name)!r}")
 
     @property
     def mlp_hidden_dim(self) -> int:
@@ -88,7 +120,7 @@ class TransformerBlock(nn.Module):
     ``config.norm == "post"``: x = LN1(x + drop(Attn(x)));  x = LN2(x + drop(MLP(x)))
 
     Same computation as ``nn.TransformerEncoderLayer(batch_first=True, norm_first=(norm == "pre"))``;
-    ``load_from_torch`` copies such a layer's weights.
+    ``mmtutorial.zoo.torch_nn.load_torch_encoder_layer`` copies such a layer's weights.
     """
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -104,12 +136,22 @@ class TransformerBlock(nn.Module):
         self.mlp_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor, attn_mask: Tensor | None = None, key_padding_mask: Tensor | None = None,
-                kv_cache: KVCache | None = None) -> Tensor:
+                kv_cache: KVCache | None = None, need_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """x: (batch, seq, dim).  Masks follow ``MultiHeadAttention`` (attn_mask True = may attend;
-        key_padding_mask True = padding).  ``config.causal`` adds the causal mask."""
+        key_padding_mask True = padding).  ``config.causal`` adds the causal mask.
+
+        ``need_weights=True`` returns ``(x, weights)``: the attention weights (batch, heads, seq_q, seq_k)
+        of this block (computed by the from-scratch attention path, so slower than the fused one).
+        """
+        weights = None
+
         def attend(h: Tensor) -> Tensor:
-            return self.attn_dropout(self.attn(h, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                                               is_causal=self.config.causal, kv_cache=kv_cache))
+            nonlocal weights
+            out = self.attn(h, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                            is_causal=self.config.causal, kv_cache=kv_cache, need_weights=need_weights)
+            if need_weights:
+                out, weights = out                                  # weights (batch, heads, seq_q, seq_k)
+            return self.attn_dropout(out)
 
         if self.config.norm == "pre":
             x = x + attend(self.norm1(x))                           # (batch, seq, dim)
@@ -117,28 +159,7 @@ class TransformerBlock(nn.Module):
         else:
             x = self.norm1(x + attend(x))
             x = self.norm2(x + self.mlp_dropout(self.mlp(x)))
-        return x
-
-    def load_from_torch(self, layer: nn.TransformerEncoderLayer) -> "TransformerBlock":
-        """Copy the weights of ``nn.TransformerEncoderLayer`` (its norm_first must match ``config.norm``)."""
-        if not isinstance(layer, nn.TransformerEncoderLayer):
-            raise TypeError(f"expected nn.TransformerEncoderLayer, got {type(layer).__name__}")
-        if layer.norm_first != (self.config.norm == "pre"):
-            raise ValueError(f"norm mismatch: torch layer has norm_first={layer.norm_first}, "
-                             f"this block has norm={self.config.norm!r}")
-        torch_activation = {1: "relu", 2: "gelu"}.get(getattr(layer, "activation_relu_or_gelu", 0))
-        if torch_activation != self.config.activation:
-            raise ValueError(f"activation mismatch: torch layer uses {torch_activation or layer.activation!r}, "
-                             f"this block {self.config.activation!r}")
-        if layer.linear1.out_features != self.config.mlp_hidden_dim:
-            raise ValueError(f"MLP size mismatch: torch dim_feedforward={layer.linear1.out_features}, "
-                             f"ours {self.config.mlp_hidden_dim}")
-        self.attn.load_from_torch(layer.self_attn)
-        pairs = [(self.mlp.fc, layer.linear1), (self.mlp.proj, layer.linear2),
-                 (self.norm1, layer.norm1), (self.norm2, layer.norm2)]
-        for ours, theirs in pairs:
-            ours.load_state_dict(theirs.state_dict())
-        return self
+        return (x, weights) if need_weights else x
 
 
 class TransformerEncoder(nn.Module):
@@ -155,22 +176,32 @@ class TransformerEncoder(nn.Module):
                      if config.norm == "pre" else nn.Identity())
 
     def forward(self, x: Tensor, attn_mask: Tensor | None = None, key_padding_mask: Tensor | None = None,
-                kv_caches: list[KVCache] | None = None) -> Tensor:
-        """x: (batch, seq, dim) -> (batch, seq, dim).  ``kv_caches``: one ``KVCache`` per block."""
+                kv_caches: list[KVCache] | None = None,
+                need_weights: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """x: (batch, seq, dim) -> (batch, seq, dim).  ``kv_caches``: one ``KVCache`` per block.
+
+        ``need_weights=True`` returns ``(x, weights)``, ``weights`` a list with each block's attention
+        weights (batch, heads, seq_q, seq_k), first block first.
+        """
         if kv_caches is not None and len(kv_caches) != len(self.blocks):
             raise ValueError(f"kv_caches must hold one KVCache per block: expected {len(self.blocks)}, "
                              f"got {len(kv_caches)}")
+        weights = []
         for i, block in enumerate(self.blocks):
             x = block(x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                      kv_cache=None if kv_caches is None else kv_caches[i])
-        return self.norm(x)
+                      kv_cache=None if kv_caches is None else kv_caches[i], need_weights=need_weights)
+            if need_weights:
+                x, block_weights = x
+                weights.append(block_weights)
+        x = self.norm(x)
+        return (x, weights) if need_weights else x
 
     def new_kv_caches(self) -> list[KVCache]:
         """Empty caches, one per block, for incremental decoding."""
         return [KVCache() for _ in self.blocks]
 
 
-def transformer_parameter_count(vocab_size: int, max_positions: int, dim: int, num_layers: int,
+def transformer_parameter_count(vocab_size: int, max_seq_len: int, dim: int, num_layers: int,
                                 mlp_ratio: float = 4.0, tied: bool = True, *, bias: bool = True,
                                 final_norm: bool = True, num_token_types: int = 0, embedding_norm: bool = False,
                                 pooler: bool = False, lm_head: bool = True, lm_head_bias: bool = False) -> int:
@@ -178,7 +209,7 @@ def transformer_parameter_count(vocab_size: int, max_positions: int, dim: int, n
 
     With h = mlp_ratio * d and b = 1 if ``bias`` else 0:
 
-        embeddings   V d + P d (learned positions; pass max_positions=0 for sinusoidal/rotary)
+        embeddings   V d + P d (learned positions; pass max_seq_len=0 for sinusoidal/rotary)
                      + T d (token types, BERT) + (1 + b) d (embedding LayerNorm, BERT)
         per block    attention 4 d^2 + 4 b d,  MLP 2 d h + b (h + d),  two LayerNorms 2 (1 + b) d
         final norm   (1 + b) d (pre-LN stacks)
@@ -188,13 +219,13 @@ def transformer_parameter_count(vocab_size: int, max_positions: int, dim: int, n
     GPT-2 small (V=50257, P=1024, d=768, 12 layers, tied) -> 124,439,808; BERT-base (V=30522, P=512,
     T=2, embedding norm, post-LN so no final norm, pooler, no LM head) -> 109,482,240.
     """
-    for name, value in (("vocab_size", vocab_size), ("max_positions", max_positions), ("dim", dim),
+    for name, value in (("vocab_size", vocab_size), ("max_seq_len", max_seq_len), ("dim", dim),
                         ("num_layers", num_layers), ("num_token_types", num_token_types)):
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative int, got {value!r}")
     b = int(bias)
     hidden = int(mlp_ratio * dim)
-    embeddings = (vocab_size + max_positions + num_token_types) * dim + ((1 + b) * dim if embedding_norm else 0)
+    embeddings = (vocab_size + max_seq_len + num_token_types) * dim + ((1 + b) * dim if embedding_norm else 0)
     attention = 4 * dim * dim + 4 * b * dim
     mlp = 2 * dim * hidden + b * (hidden + dim)
     norms = 2 * (1 + b) * dim

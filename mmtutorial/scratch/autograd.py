@@ -65,6 +65,8 @@ class Value:
     def __pow__(self, exponent: float) -> "Value":
         if isinstance(exponent, bool) or not isinstance(exponent, Number):
             raise TypeError(f"only a constant int or float exponent is supported, got {type(exponent).__name__}")
+        if self.data == 0 and exponent < 0:
+            raise ZeroDivisionError(f"Value(0.0) ** {exponent} divides by zero (a division by a Value that is 0?)")
         out = Value(self.data ** exponent, (self,), f"**{exponent}")
 
         def _backward():                    # d(a^p)/da = p a^(p-1)
@@ -95,7 +97,11 @@ class Value:
 
     # -- unary functions ---------------------------------------------------------------------------
     def exp(self) -> "Value":
-        out = Value(math.exp(self.data), (self,), "exp")
+        try:
+            result = math.exp(self.data)
+        except OverflowError:                  # "math range error" alone does not say which value
+            raise OverflowError(f"exp({self.data}) is larger than the largest float (about 1.8e308)") from None
+        out = Value(result, (self,), "exp")
 
         def _backward():                    # d e^a / da = e^a
             self.grad += out.data * out.grad

@@ -30,6 +30,14 @@ def _same_shape(a: np.ndarray, b: np.ndarray, names: tuple[str, str]) -> None:
         raise ValueError(f"{names[0]} is empty (shape {a.shape}); a mean over no examples is undefined")
 
 
+def _check_probabilities(values: np.ndarray, name: str) -> None:
+    """Binary targets are probabilities: a target of 2 (or NaN) gives a number that is no loss at all."""
+    if not (np.all(values >= 0.0) and np.all(values <= 1.0)):              # NaN fails both
+        raise ValueError(f"{name} must be probabilities in [0, 1] (0/1 labels or soft labels), got values in "
+                         f"[{np.nanmin(values):.4g}, {np.nanmax(values):.4g}]"
+                         + (" and NaN" if np.isnan(values).any() else ""))
+
+
 def _logits_and_labels(logits, labels) -> tuple[np.ndarray, np.ndarray]:
     """Validate ``logits`` of shape (batch, classes) and integer ``labels`` of shape (batch,)."""
     logits = _float_array(logits, "logits")
@@ -73,6 +81,7 @@ def binary_cross_entropy_with_logits(logits, targets) -> float:
     """
     z, y = _float_array(logits, "logits"), _float_array(targets, "targets")
     _same_shape(z, y, ("logits", "targets"))
+    _check_probabilities(y, "targets")
     return float(np.mean(np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))))
 
 
@@ -80,6 +89,7 @@ def binary_cross_entropy_with_logits_grad(logits, targets) -> np.ndarray:
     """d BCE / d z = (sigmoid(z) - y) / n."""
     z, y = _float_array(logits, "logits"), _float_array(targets, "targets")
     _same_shape(z, y, ("logits", "targets"))
+    _check_probabilities(y, "targets")
     return (sigmoid(z) - y) / z.size
 
 
@@ -87,6 +97,10 @@ def binary_cross_entropy_with_logits_grad(logits, targets) -> np.ndarray:
 def logsumexp(z, axis: int = -1, keepdims: bool = False) -> np.ndarray:
     """log sum_j e^{z_j} = m + log sum_j e^{z_j - m} with m = max_j z_j (every exponent is <= 0)."""
     z = _float_array(z, "z")
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -z.ndim <= axis < z.ndim:
+        raise ValueError(f"axis must be an int in [-{z.ndim}, {z.ndim}) for z of shape {z.shape}, got {axis!r}")
+    if z.shape[axis] == 0:
+        raise ValueError(f"logsumexp needs at least one value along axis {axis}, got shape {z.shape}")
     m = np.max(z, axis=axis, keepdims=True)                        # (..., 1)
     out = m + np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True))
     return out if keepdims else np.squeeze(out, axis=axis)
@@ -106,6 +120,8 @@ def softmax(z, axis: int = -1) -> np.ndarray:
 
 def one_hot(labels, num_classes: int) -> np.ndarray:
     """(batch,) integer labels -> (batch, num_classes) float64 one-hot matrix Y."""
+    if isinstance(num_classes, (bool, np.bool_)) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
         raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}")

@@ -40,6 +40,9 @@ class MLPConfig:
     dtype: type = field(default=np.float64)  # float64 makes gradient checks exact to ~1e-9
 
     def __post_init__(self):
+        if isinstance(self.hidden_sizes, (str, bytes)) or not hasattr(self.hidden_sizes, "__iter__"):
+            raise TypeError(f"hidden_sizes must be a sequence of ints, one per hidden layer (e.g. (64,) or ()), "
+                            f"got {type(self.hidden_sizes).__name__} {self.hidden_sizes!r}")
         self.hidden_sizes = tuple(self.hidden_sizes)
         for name in ("in_features", "out_features"):
             value = getattr(self, name)
@@ -52,6 +55,15 @@ class MLPConfig:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {self.seed!r}")
+        try:
+            floating = np.issubdtype(np.dtype(self.dtype), np.floating)
+        except TypeError:
+            floating = False
+        if not floating:                       # int weights would make every update round to nothing
+            raise TypeError(f"dtype must be a floating-point NumPy dtype (np.float64 or np.float32), "
+                            f"got {self.dtype!r}")
 
     @property
     def sizes(self) -> tuple[int, ...]:

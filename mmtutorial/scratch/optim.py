@@ -44,6 +44,8 @@ def _check_grads(params: Params, grads) -> None:
                          f"got {sorted(grads)}")
     for name, param in params.items():
         grad = np.asarray(grads[name])
+        if grad.dtype.kind not in "biuf":
+            raise TypeError(f"grads[{name!r}] must hold real numbers, got dtype {grad.dtype}")
         if grad.shape != param.shape:
             raise ValueError(f"grads[{name!r}] must have the shape of params[{name!r}]: expected "
                              f"{param.shape}, got {grad.shape}")
@@ -60,7 +62,7 @@ def _check_betas(betas) -> tuple[float, float]:
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
     for index, beta in enumerate(betas):
-        if not 0.0 <= beta < 1.0:
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 <= beta < 1.0:
             raise ValueError(f"betas[{index}] must be in [0, 1), got {beta}")
     return float(betas[0]), float(betas[1])
 
@@ -96,6 +98,10 @@ class Optimizer:
                           for name, buffers in self.state.items()}}
 
     def load_state_dict(self, state_dict: dict) -> None:
+        missing = [key for key in ("hyperparameters", "step_count", "state")
+                   if not isinstance(state_dict, Mapping) or key not in state_dict]
+        if missing:
+            raise ValueError(f"state_dict must come from Optimizer.state_dict(): it lacks {missing}")
         if set(state_dict["state"]) != set(self.params):
             raise ValueError(f"state_dict is for parameters {sorted(state_dict['state'])}, "
                              f"expected {sorted(self.params)}")
