@@ -47,6 +47,10 @@ _TEMP_MARK = "mmtmp"
 _TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.mmtmp-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
 # A temporary file nobody has written to for this long is an orphan whatever its pid says (pids get reused).
 _ORPHAN_AGE_SECONDS = 24 * 3600
+# Temporary files of earlier versions (tempfile.mkstemp's ".<target>.<8 random chars>.tmp") carry no pid: they
+# are removed once they are an hour old, far longer than any save takes.
+_LEGACY_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]{8}\.tmp$")
+_LEGACY_ORPHAN_AGE_SECONDS = 3600
 
 
 class CheckpointError(ValueError):
@@ -84,7 +88,8 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     """Remove the temporary files that :func:`atomic_write` left in ``folder`` when its writer was killed.
 
     A temporary file is stale when the process that wrote it (its pid is in its name) is no longer alive
-    on this machine, or when nothing has written to it for a day.  Files of live writers, of other
+    on this machine, or when nothing has written to it for a day; one of the pid-less names that earlier
+    versions used, when it is an hour old.  Files of live writers, of other
     machines sharing the folder (until a day has passed) and every file not named by ``atomic_write`` are
     left alone.  Returns the paths removed.  ``atomic_write`` calls this before every write and ``fit`` when it
     starts, so every save and every training run clean up after an earlier crash.
@@ -97,7 +102,8 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
     host, now, removed = _host_tag(), time.time(), []
     for entry in entries:
         match = _TEMP_NAME.match(entry.name)
-        if match is None:
+        legacy = None if match else _LEGACY_TEMP_NAME.match(entry.name)
+        if match is None and legacy is None:
             continue
         try:
             age = now - entry.stat(follow_symlinks=False).st_mtime
@@ -105,8 +111,10 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
                 continue
         except OSError:                      # removed by someone else meanwhile
             continue
-        same_host = match["host"] == host
-        if age < _ORPHAN_AGE_SECONDS and (not same_host or _pid_alive(int(match["pid"]))):
+        if legacy is not None:
+            if age < _LEGACY_ORPHAN_AGE_SECONDS:
+                continue
+        elif age < _ORPHAN_AGE_SECONDS and (match["host"] != host or _pid_alive(int(match["pid"]))):
             continue
         try:
             os.unlink(entry.path)

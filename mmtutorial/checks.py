@@ -32,6 +32,8 @@ def check_token_ids(ids, vocab_size: int, *, name: str = "token ids", max_len: i
     cache, so ``start + seq`` must not exceed it.  ``allow_empty``: whether seq = 0 is acceptable.
     Returns ``ids`` unchanged.
     """
+    if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < 1:
+        raise TypeError(f"vocab_size must be a positive int, got {type(vocab_size).__name__} {vocab_size!r}")
     if not isinstance(ids, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of integer token ids (batch, seq), got {describe(ids)}")
     if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
@@ -56,11 +58,13 @@ def check_token_ids(ids, vocab_size: int, *, name: str = "token ids", max_len: i
 
 
 def check_images(images, *, channels: int | None = None, size: int | tuple[int, int] | None = None,
-                 name: str = "images", divisible_by: int | None = None) -> Tensor:
+                 name: str = "images", divisible_by: int | None = None, finite: bool = True) -> Tensor:
     """Images must be a floating-point tensor (batch, channels, height, width).
 
     ``channels``/``size`` (an int for square images, or (height, width)): what the model was built for.
     ``divisible_by``: a patch size that must tile the image (said in the error when it does not).
+    ``finite``: refuse NaN and infinite values (checked on the CPU only, where it costs no synchronisation);
+    tensor operations that pad with -inf themselves (max pooling) pass ``finite=False``.
     Returns ``images`` unchanged.
     """
     if not isinstance(images, Tensor):
@@ -72,6 +76,9 @@ def check_images(images, *, channels: int | None = None, size: int | tuple[int, 
         hint = " (add a batch dimension with x[None])" if images.dim() == 3 else ""
         raise ValueError(f"{name} must be 4-D (batch, channels, height, width), got shape "
                          f"{tuple(images.shape)}{hint}")
+    if finite and images.device.type == "cpu" and images.numel() and not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{name} hold NaN or infinite values ({int((~torch.isfinite(images)).sum())} of "
+                         f"{images.numel()}): expected finite pixel values")
     height, width = images.shape[-2:]
     expected = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
     if channels is not None and images.size(1) != channels:

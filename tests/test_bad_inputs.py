@@ -508,7 +508,7 @@ row("LearnedPositionalEmbedding: positions past max_len",
     "positions 3..4 exceed max_len=4")
 row("RotaryEmbedding: odd head_dim", lambda: RotaryEmbedding(5), ValueError, "head_dim must be a positive even int",
     "got 5")
-row("RotaryEmbedding: base=1", lambda: RotaryEmbedding(8, base=1.0), ValueError, "base must be > 1", "got 1.0")
+row("RotaryEmbedding: base=1", lambda: RotaryEmbedding(8, base=1.0), ValueError, "base must be a finite number > 1", "got 1.0")
 row("RotaryEmbedding: float positions", lambda: RotaryEmbedding(8).cos_sin(torch.tensor([0.5])), TypeError,
     "positions must be an integer tensor", "torch.float32")
 row("RotaryEmbedding: wrong head_dim", lambda: RotaryEmbedding(8)(torch.zeros(2, 6), torch.zeros(2, 6)), ValueError,
@@ -570,6 +570,81 @@ row("check_waveform: stereo (time, channels)", lambda: checks.check_waveform(tor
 row("check_waveform: NaN samples", lambda: checks.check_waveform(torch.tensor([0.0, float("nan")])), ValueError,
     "NaN or infinite samples (1 of 2)")
 row("check_waveform: empty", lambda: checks.check_waveform(torch.zeros(0)), ValueError, "is empty", "got shape (0,)")
+
+
+# ==========================================================================================================
+# encoders, models and the zoo
+# ==========================================================================================================
+from mmtutorial.data import paired  # noqa: E402  (kept next to the cases that use them)
+from mmtutorial.encoders import audio as audio_encoders  # noqa: E402
+from mmtutorial.encoders import text as text_encoders  # noqa: E402
+from mmtutorial.models.bert import BertConfig, BertModel  # noqa: E402
+from mmtutorial.models.fusion import SentimentFusionConfig, SentimentFusionModel  # noqa: E402
+from mmtutorial.models.gpt import GPT, GPTConfig, sample_next_token  # noqa: E402
+from mmtutorial.zoo import torch_nn  # noqa: E402
+
+WAVE = torch.randn(1600)
+TINY_GPT = GPTConfig(vocab_size=16, max_seq_len=8, dim=16, num_layers=1, num_heads=2)
+
+row("stft: hop_length=0", lambda: audio_encoders.stft(WAVE, hop_length=0), ValueError,
+    "hop_length must be a positive int", "got 0")
+row("stft: win_length=0", lambda: audio_encoders.stft(WAVE, win_length=0), ValueError,
+    "win_length must be a positive int", "got 0")
+row("log_mel_spectrogram: hop_length=0", lambda: audio_encoders.log_mel_spectrogram(WAVE, 16000, hop_length=0),
+    ValueError, "hop_length must be a positive int", "got 0")
+row("log_mel_spectrogram: NaN samples", lambda: audio_encoders.log_mel_spectrogram(
+    torch.full((1600,), float("nan")), 16000), ValueError, "NaN or infinite samples", "1600 of 1600")
+row("log_mel_spectrogram: empty", lambda: audio_encoders.log_mel_spectrogram(torch.zeros(0), 16000), ValueError,
+    "is empty", "(0,)")
+row("mel_filterbank: n_mels=0", lambda: audio_encoders.mel_filterbank(16000, 512, n_mels=0), ValueError,
+    "n_mels must be a positive int", "got 0")
+row("mel_filterbank: empty filters", lambda: audio_encoders.mel_filterbank(16000, 64, 128), ValueError,
+    "70 of 128 mel filters are all zero", "n_fft=64", "fewer mels or a larger n_fft")
+row("mfcc_tokens: segments=0", lambda: audio_encoders.mfcc_tokens(torch.zeros(2, 1600), 16000, segments=0),
+    ValueError, "segments must be an int >= 1", "got 0")
+row("mfcc_tokens: one waveform, not a batch", lambda: audio_encoders.mfcc_tokens(torch.randn(1600), 16000),
+    ValueError, "batch (n, samples)", "(1600,)")
+row("LogMel: wrong sample rate", lambda: audio_encoders.LogMel(16000)(WAVE[None], sample_rate=22050), ValueError,
+    "16000 Hz", "22050 Hz")
+row("LSTM: zero time steps", lambda: text_encoders.LSTM(4, 6)(torch.zeros(0, 2, 4)), ValueError,
+    "zero time steps", "(0, 2, 4)")
+row("lstm_from_torch: bidirectional", lambda: torch_nn.lstm_from_torch(nn.LSTM(2, 3, bidirectional=True)),
+    ValueError, "only unidirectional", "bidirectional=True")
+row("mha_from_torch: not a MultiheadAttention", lambda: torch_nn.mha_from_torch(nn.Linear(2, 2)), TypeError,
+    "torch.nn.MultiheadAttention", "got Linear")
+row("GPT: float token ids", lambda: GPT(TINY_GPT)(torch.zeros(1, 4)), TypeError,
+    "integer token ids", "torch.float32")
+row("GPT: id out of range", lambda: GPT(TINY_GPT)(torch.tensor([[1, 99]])), ValueError,
+    "vocab_size=16", "[1, 99]")
+row("GPT: longer than max_seq_len", lambda: GPT(TINY_GPT)(torch.zeros(1, 9, dtype=torch.long)), ValueError,
+    "length 9", "max_seq_len=8")
+row("sample_next_token: NaN logits", lambda: sample_next_token(torch.full((1, 5), float("nan"))), ValueError,
+    "NaN")
+row("BertModel: 1-D ids", lambda: BertModel(BertConfig(vocab_size=10, max_seq_len=8, dim=8, num_layers=1,
+                                                           num_heads=2))(torch.zeros(4, dtype=torch.long)),
+    ValueError, "(batch, seq)", "(4,)")
+row("SentimentFusionModel: images of the wrong size", lambda: SentimentFusionModel(SentimentFusionConfig(
+    modalities=("image",)))(None, None, torch.zeros(2, 1, 24, 24)), ValueError,
+    "expected shape (batch, 1, 16, 16)", "got (2, 1, 24, 24)")
+row("SentimentFusionModel: NaN pixels", lambda: SentimentFusionModel(SentimentFusionConfig(
+    modalities=("image",)))(None, None, torch.full((2, 1, 16, 16), float("nan"))), ValueError,
+    "NaN or infinite values", "512 of 512")
+row("check_token_ids: fractional vocab_size", lambda: checks.check_token_ids(torch.zeros(1, 2, dtype=torch.long), 2.5),
+    TypeError, "vocab_size must be a positive int", "2.5")
+row("load_paired_digits: no callable transform", lambda: paired._audio_tokens("mfcc", np.zeros((2, 10)), 16000),
+    TypeError, "audio_transform must be a callable", "got str")
+row("load_digits: fraction as text", lambda: data.load_digits(val_fraction="0.1"), TypeError,
+    "val_fraction must be a number in (0, 1)", "'0.1'")
+row("load_digits: seed as text", lambda: data.load_digits(seed="a"), TypeError, "seed must be an int", "'a'")
+row("SceneConfig: image too small", lambda: scenes.SceneConfig(image_size=2), ValueError,
+    "image_size must be >= 3", "got 2")
+row("SinusoidalPositionalEncoding: negative base", lambda: SinusoidalPositionalEncoding(8, base=-1.0), ValueError,
+    "base must be a finite number > 1", "-1.0")
+row("RotaryEmbedding: NaN base", lambda: RotaryEmbedding(8, base=float("nan")), ValueError,
+    "base must be a finite number > 1", "nan")
+row("LearnedPositionalEmbedding: fractional start", lambda: LearnedPositionalEmbedding(8, 4)(torch.zeros(1, 2, 4),
+                                                                                             start=1.5),
+    TypeError, "start must be an int position", "1.5")
 
 
 # ==========================================================================================================

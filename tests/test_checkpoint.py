@@ -347,3 +347,18 @@ def test_load_converted_state_dict_names_what_does_not_fit():
                                   config_name="LinearConfig")
     with pytest.raises(TypeError, match="must be a dict of name -> tensor, got list"):
         load_converted_state_dict(model, [torch.zeros(2, 3)], source="test", config_name="LinearConfig")
+
+
+def test_pid_less_temp_files_of_earlier_versions_are_removed_once_old(tmp_path):
+    import os
+    import time
+    from mmtutorial.checkpoint import remove_stale_temp_files
+    old, fresh = tmp_path / ".model.pt.abcd1234.tmp", tmp_path / ".model.pt.efgh5678.tmp"
+    unrelated = tmp_path / ".model.pt.notes.txt"
+    for path in (old, fresh, unrelated):
+        path.write_bytes(b"partial")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    os.utime(unrelated, (two_hours_ago, two_hours_ago))
+    assert remove_stale_temp_files(tmp_path) == [old]
+    assert fresh.exists() and unrelated.exists()

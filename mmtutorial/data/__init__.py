@@ -6,7 +6,6 @@ that gets the data.  Nothing here touches the network unless the caller asks for
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import sha256_file  # noqa: F401  (re-exported: data.sha256_file)
 from ..config import cache_dir
 
 
@@ -60,7 +60,11 @@ def load_digits(seed: int = 0, val_fraction: float = 0.1, test_fraction: float =
     from sklearn.datasets import load_digits as sklearn_digits
     from sklearn.model_selection import train_test_split
 
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
     for name, fraction in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)):
+            raise TypeError(f"{name} must be a number in (0, 1), got {type(fraction).__name__} {fraction!r}")
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"{name} must be in (0, 1), got {fraction}")
     if val_fraction + test_fraction >= 1.0:
@@ -98,14 +102,6 @@ FASHION_MNIST_SHA256 = {
 FASHION_MNIST_HELP = ("Fashion-MNIST is missing. Offline (Debian/Ubuntu): "
                       "`sudo apt-get install dataset-fashion-mnist`; with internet: "
                       "`python -m mmtutorial download fashion-mnist`.")
-
-
-def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fashion_mnist_root(download: bool = False, source_dir: str | os.PathLike | None = None) -> Path:

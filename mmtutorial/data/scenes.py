@@ -117,6 +117,9 @@ class SceneConfig:
         scale = self.image_size / _REFERENCE_IMAGE_SIZE
         return {name: max(1, round(radius * scale)) for name, radius in SIZES.items()}
 
+    def __post_init__(self) -> None:
+        self.validate()                   # a bad field is reported where the config is made, not later
+
     def validate(self) -> "SceneConfig":
         """Raise ValueError/TypeError naming the bad field; return ``self`` so calls can chain."""
         for name in ("image_size", "min_objects", "max_objects", "min_gap", "max_tries"):

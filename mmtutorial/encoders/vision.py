@@ -21,8 +21,8 @@ Models: :class:`FashionCNN` (two conv blocks and an MLP head; it standardises it
 itself), :class:`BasicBlock` and :class:`ResNet` with :func:`resnet18`, whose parameter names and count
 (11,689,512) are those of ``torchvision.models.resnet18``, so torchvision weights load with ``strict=True``.
 
-Later chapters get chapter 10's trained CNN with :func:`load_or_train_fashion_cnn` (cache name
-``"fashion-cnn"``; the same recipe and cache entry as the chapter, so it is trained only once).
+Later chapters get chapter 10's trained CNN with ``mmtutorial.zoo.fashion.load_or_train_fashion_cnn``
+(cache name ``"fashion-cnn"``; the same recipe and cache entry as the chapter, so it is trained only once).
 """
 from __future__ import annotations
 
@@ -34,12 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import check_images
+from ..nn import conv_stack
+
 __all__ = [
     "conv_output_size", "conv_output_shape", "trace_shapes", "im2col", "conv2d_loops", "conv2d_im2col",
     "max_pool2d", "avg_pool2d", "crop_and_flip", "random_crop_flip",
     "FashionCNNConfig", "FashionCNN", "BasicBlock", "ResNetConfig", "ResNet", "resnet18",
-    "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "FASHION_CNN_CACHE_NAME", "FashionCNNRecipe", "fashion_cnn_recipe",
-    "fashion_mnist_splits", "load_or_train_fashion_cnn",
+    "FASHION_MNIST_MEAN", "FASHION_MNIST_STD",
 ]
 
 # Pixel statistics of the 60,000 Fashion-MNIST training images scaled to [0, 1].
@@ -60,18 +62,6 @@ def _pair(value, name: str) -> tuple[int, int]:
             isinstance(v, int) and not isinstance(v, bool) for v in value):
         return int(value[0]), int(value[1])
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
-
-
-def _check_images(x, name: str = "input") -> Tensor:
-    """A floating-point (batch, channels, height, width) tensor, or a clear error."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        hint = " (add a batch dimension with x[None])" if x.ndim == 3 else ""
-        raise ValueError(f"{name} must be 4-D (batch, channels, height, width), got shape {tuple(x.shape)}{hint}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be floating point, got {x.dtype}; convert uint8 images with x.float() / 255")
-    return x
 
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
@@ -119,7 +109,7 @@ def _resolve_padding(padding, kernel: tuple[int, int], dilation: tuple[int, int]
 
 def _check_conv_arguments(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, dilation, groups):
     """Validate a conv2d call; return (x padded, stride, dilation, output height, output width)."""
-    x = _check_images(x)
+    x = check_images(x, name="input", finite=False)
     if not isinstance(weight, Tensor) or weight.ndim != 4:
         shape = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
         raise ValueError(f"weight must be 4-D (out_channels, in_channels / groups, kernel_h, kernel_w), got {shape}")
@@ -190,7 +180,7 @@ def im2col(x: Tensor, kernel_size, stride=1, padding=0, dilation=1) -> Tensor:
     Rows are ordered (channel, kernel row, kernel column) and columns row-major over output positions,
     the layout of ``F.unfold``.  ``padding`` may be an int, a pair, or (left, right, top, bottom).
     """
-    x = _check_images(x)
+    x = check_images(x, name="input", finite=False)
     kh, kw = _pair(kernel_size, "kernel_size")
     (sh, sw), (dh, dw) = _pair(stride, "stride"), _pair(dilation, "dilation")
     if isinstance(padding, tuple) and len(padding) == 4:
@@ -232,7 +222,7 @@ def conv2d_im2col(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=
 # Pooling
 # --------------------------------------------------------------------------------------------------
 def _pool_windows(x: Tensor, kernel_size, stride, padding, pad_value: float):
-    x = _check_images(x)
+    x = check_images(x, name="input", finite=False)
     kh, kw = _pair(kernel_size, "kernel_size")
     sh, sw = _pair(stride if stride is not None else (kh, kw), "stride")
     ph, pw = _pair(padding, "padding")
@@ -274,7 +264,9 @@ def conv_output_shape(layers: Sequence[nn.Module] | nn.Module, input_shape: Sequ
     Knows Conv2d, MaxPool2d, AvgPool2d and shape-preserving layers (BatchNorm2d, ReLU, Dropout, ...).
     """
     if isinstance(layers, nn.Module):
-        layers = list(layers.children()) or [layers]
+        layers = [layers]
+    # Nested Sequentials (a stack of conv blocks) are read layer by layer, in order.
+    layers = [leaf for layer in layers for leaf in (_leaf_layers(layer) if isinstance(layer, nn.Sequential) else [layer])]
     channels, height, width = (int(v) for v in input_shape)
     for layer in layers:
         if isinstance(layer, nn.Conv2d):
@@ -301,6 +293,13 @@ def conv_output_shape(layers: Sequence[nn.Module] | nn.Module, input_shape: Sequ
         else:
             raise ValueError(f"conv_output_shape does not know the layer {type(layer).__name__}")
     return channels, height, width
+
+
+def _leaf_layers(module: nn.Module) -> list[nn.Module]:
+    """The layers of (nested) Sequentials in the order they run."""
+    if isinstance(module, nn.Sequential):
+        return [leaf for child in module for leaf in _leaf_layers(child)]
+    return [module]
 
 
 @torch.no_grad()
@@ -331,7 +330,7 @@ def crop_and_flip(images: Tensor, tops: Tensor, lefts: Tensor, flips: Tensor, pa
     images (B, C, H, W); tops, lefts (B,) ints in [0, 2·padding]; flips (B,) bool.  A crop at
     (padding, padding) without a flip returns the image unchanged.
     """
-    images = _check_images(images, "images")
+    images = check_images(images)
     batch, channels, height, width = images.shape
     for name, values in (("tops", tops), ("lefts", lefts), ("flips", flips)):
         if not isinstance(values, Tensor) or values.shape != (batch,):
@@ -352,7 +351,7 @@ def random_crop_flip(images: Tensor, padding: int = 2, flip_probability: float =
                      generator: torch.Generator | None = None) -> Tensor:
     """Random translation by up to ``padding`` pixels (pad with zeros, crop back) and random horizontal
     flips: torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip(p)``, drawn per image."""
-    images = _check_images(images, "images")
+    images = check_images(images)
     if not 0.0 <= flip_probability <= 1.0:
         raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability}")
     batch = images.shape[0]
@@ -407,33 +406,22 @@ class FashionCNN(nn.Module):
     def __init__(self, config: FashionCNNConfig | None = None):
         super().__init__()
         self.config = config = config or FashionCNNConfig()
-        blocks, in_channels = [], config.in_channels
-        for out_channels in config.channels:
-            # No conv bias: BatchNorm's shift would cancel it.
-            blocks += [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-                       nn.BatchNorm2d(out_channels), nn.ReLU(), nn.MaxPool2d(2)]
-            in_channels = out_channels
-        self.features = nn.Sequential(*blocks)
+        # One conv block per entry of config.channels: 3x3 conv (no bias), BatchNorm, ReLU, 2x2 max-pool.
+        self.features = conv_stack(config.in_channels, config.channels, batch_norm=True)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(config.feature_size, config.hidden), nn.ReLU(),
                                   nn.Dropout(config.dropout))
         self.classifier = nn.Linear(config.hidden, config.num_classes)
 
     def _check(self, images: Tensor) -> Tensor:
-        images = _check_images(images, "images")
-        expected = (self.config.in_channels, self.config.image_size, self.config.image_size)
-        if tuple(images.shape[1:]) != expected:
-            raise ValueError(f"expected images of shape (batch, {', '.join(map(str, expected))}), got "
-                             f"{tuple(images.shape)}")
-        return images
+        return check_images(images, channels=self.config.in_channels, size=self.config.image_size)
 
     def feature_maps(self, images: Tensor) -> list[Tensor]:
         """The output of every conv block: [(B, 32, 14, 14), (B, 64, 7, 7)] for the default config."""
         x = (self._check(images) - self.config.mean) / self.config.std
         maps = []
-        for layer in self.features:
-            x = layer(x)
-            if isinstance(layer, nn.MaxPool2d):
-                maps.append(x)
+        for block in self.features:                                     # one map per conv block
+            x = block(x)
+            maps.append(x)
         return maps
 
     def embed(self, images: Tensor) -> Tensor:
@@ -529,7 +517,7 @@ class ResNet(nn.Module):
 
     def embed(self, images: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, widths[-1]): the pooled feature (512-d for ResNet-18)."""
-        images = _check_images(images, "images")
+        images = check_images(images)
         if images.shape[1] != self.config.in_channels:
             raise ValueError(f"expected {self.config.in_channels} input channels, got shape {tuple(images.shape)}")
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))                 # (B, 64, H/4, W/4)
@@ -545,74 +533,3 @@ def resnet18(num_classes: int = 1000, in_channels: int = 3, small_input: bool = 
     """ResNet-18: 11,689,512 parameters with the default ImageNet head, like ``torchvision.models.resnet18``."""
     return ResNet(ResNetConfig((2, 2, 2, 2), (64, 128, 256, 512), in_channels, num_classes, small_input))
 
-
-# --------------------------------------------------------------------------------------------------
-# Chapter 10's trained CNN, reusable by later chapters: one recipe, one cache entry ("fashion-cnn")
-# --------------------------------------------------------------------------------------------------
-FASHION_CNN_CACHE_NAME = "fashion-cnn"
-
-
-@dataclass
-class FashionCNNRecipe:
-    """Data sizes and training settings of chapter 10's CNN (QUICK mode uses the smaller sizes)."""
-    train_count: int          # training images (the first of the 60,000; the last 5,000 are held out)
-    val_count: int            # validation images, taken from the last 5,000 training images
-    epochs: int               # passes over the training images
-    batch_size: int = 128
-    lr: float = 3e-3          # peak of the one-cycle schedule
-    weight_decay: float = 0.05
-    seed: int = 0
-
-    def train_config(self, **overrides):
-        """The :class:`mmtutorial.training.TrainConfig` of this recipe (AdamW, one-cycle)."""
-        from ..training import TrainConfig
-        return TrainConfig(**{"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
-                              "optimizer": "adamw", "schedule": "onecycle", "weight_decay": self.weight_decay,
-                              "seed": self.seed, **overrides})
-
-    def cache_config(self, model_config: FashionCNNConfig) -> dict:
-        """What the cached weights depend on (not progress bars or checkpoint folders)."""
-        return {"model": asdict(model_config), "recipe": asdict(self)}
-
-
-def fashion_cnn_recipe() -> FashionCNNRecipe:
-    """Chapter 10's recipe for the current mode: full 55,000 images x 4 epochs; QUICK 5,000 x 1."""
-    from ..config import scale
-    return FashionCNNRecipe(train_count=scale(full=55_000, quick=5_000), val_count=scale(full=5_000, quick=1_000),
-                            epochs=scale(full=4, quick=1))
-
-
-def fashion_mnist_splits(train_count: int = 55_000, val_count: int = 5_000):
-    """Fashion-MNIST as float images in [0, 1]: (x_train, y_train, x_val, y_val, x_test, y_test).
-
-    Images are (n, 1, 28, 28) float32, labels (n,) int64.  Validation comes from the last 5,000 training
-    images, so it never overlaps the training images for any ``train_count`` up to 55,000.
-    """
-    from ..data import fashion_mnist_tensors
-    if not 1 <= train_count <= 55_000 or not 1 <= val_count <= 5_000:
-        raise ValueError(f"train_count must be in [1, 55000] and val_count in [1, 5000], got {train_count}, "
-                         f"{val_count}")
-    train_images, train_labels = fashion_mnist_tensors(train=True)          # (60000, 28, 28) uint8
-    test_images, test_labels = fashion_mnist_tensors(train=False)           # (10000, 28, 28) uint8
-    to_float = lambda images: (images.float() / 255.0)[:, None]             # (n, 1, 28, 28) in [0, 1]
-    return (to_float(train_images[:train_count]), train_labels[:train_count],
-            to_float(train_images[55_000:55_000 + val_count]), train_labels[55_000:55_000 + val_count],
-            to_float(test_images), test_labels)
-
-
-def load_or_train_fashion_cnn(device=None, progress: bool = True):
-    """Chapter 10's trained :class:`FashionCNN` and its History: loaded from the cache if chapter 10 (or an
-    earlier call) trained it in this mode, else trained now with the same recipe (about a minute on a CPU)."""
-    from ..training import fit, load_or_train
-    recipe, config = fashion_cnn_recipe(), FashionCNNConfig()
-    model = FashionCNN(config)
-    if device is not None:
-        model.to(device)
-
-    def train(network):
-        x_train, y_train, x_val, y_val, _, _ = fashion_mnist_splits(recipe.train_count, recipe.val_count)
-        return fit(network, (x_train, y_train), config=recipe.train_config(progress=progress),
-                   val_data=(x_val, y_val), device=device)
-
-    history = load_or_train(FASHION_CNN_CACHE_NAME, model, train, config=recipe.cache_config(config))
-    return model.eval(), history

@@ -11,6 +11,8 @@ standard ways to tell the model where each token is:
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -24,9 +26,17 @@ def _check_sequence(x: Tensor, dim: int, start: int, max_len: int, who: str) -> 
         raise TypeError(f"{who} wants a floating-point tensor (batch, seq, {dim}), got {got}")
     if x.dim() < 2 or x.size(-1) != dim:
         raise ValueError(f"{who} wants input of shape (..., seq, dim={dim}), got {tuple(x.shape)}")
+    if not isinstance(start, int) or isinstance(start, bool):
+        raise TypeError(f"{who}: start must be an int position, got {type(start).__name__} {start!r}")
     if start < 0 or start + x.size(-2) > max_len:
         raise ValueError(f"{who}: positions {start}..{start + x.size(-2) - 1} exceed max_len={max_len}; "
                          f"build it with a larger max_len")
+
+
+def _check_base(base) -> None:
+    """The wavelength base must be a finite number > 1 (10,000 in the Transformer and RoPE)."""
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or not math.isfinite(base) or base <= 1:
+        raise ValueError(f"base must be a finite number > 1 (e.g. 10000.0), got {base!r}")
 
 
 class SinusoidalPositionalEncoding(nn.Module):
@@ -43,6 +53,7 @@ class SinusoidalPositionalEncoding(nn.Module):
             raise ValueError(f"dim must be a positive even int (sine/cosine pairs), got {dim!r}")
         if not isinstance(max_len, int) or max_len < 1:
             raise ValueError(f"max_len must be a positive int, got {max_len!r}")
+        _check_base(base)
         self.dim, self.max_len, self.base = dim, max_len, base
         position = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
         frequency = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (dim/2,) = 1/base^{2i/d}
@@ -113,8 +124,7 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         if not isinstance(head_dim, int) or head_dim < 2 or head_dim % 2:
             raise ValueError(f"head_dim must be a positive even int (channels rotate in pairs), got {head_dim!r}")
-        if base <= 1:
-            raise ValueError(f"base must be > 1, got {base}")
+        _check_base(base)
         if max_len is not None and (not isinstance(max_len, int) or max_len < 1):
             raise ValueError(f"max_len must be a positive int or None, got {max_len!r}")
         self.head_dim, self.base, self.max_len = head_dim, float(base), max_len
