@@ -6,7 +6,7 @@
 
 Each step is: both towers forward on a batch of images and texts, the symmetric InfoNCE loss
 (``mmtutorial.models.clip.clip_loss`` vs ``open_clip.loss.ClipLoss``), backward.  The two models hold the
-same weights (loaded through ``mmtutorial.interop.load_openclip_state_dict``) and the first step checks
+same weights (loaded through ``mmtutorial.zoo.openclip.load_openclip_state_dict``) and the first step checks
 that their losses agree.  The candidates run in alternation (a, b, a, b, ...) so that load from other
 processes slows both alike; the median of ``--reps`` steps after ``--warmup`` is reported.
 Target: ours / open_clip <= 1.05.
@@ -22,8 +22,8 @@ import open_clip
 import torch
 from open_clip.loss import ClipLoss
 
-from mmtutorial.interop import load_openclip_state_dict
-from mmtutorial.models.clip import CLIP, CLIPConfig, clip_loss
+from mmtutorial.models.clip import CLIP, clip_loss
+from mmtutorial.zoo.openclip import clip_config_from_openclip, load_openclip_state_dict
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
 
@@ -63,7 +63,7 @@ def main() -> None:
     torch.manual_seed(0)
     reference = open_clip.CLIP(model_cfg["embed_dim"], model_cfg["vision_cfg"], model_cfg["text_cfg"])
     reference = reference.to(device=device, dtype=weight_dtype).train()
-    ours = CLIP(CLIPConfig.from_openclip(model_cfg)).to(device=device, dtype=weight_dtype).train()
+    ours = CLIP(clip_config_from_openclip(model_cfg)).to(device=device, dtype=weight_dtype).train()
     load_openclip_state_dict(ours, reference.state_dict())
     config = ours.config
 
@@ -71,10 +71,10 @@ def main() -> None:
     size = config.vision.image_size
     images = torch.randn(args.batch, 3, size, size, generator=generator).to(device=device, dtype=weight_dtype)
     # open_clip's text tower always reads the full context (its causal mask has that size)
-    tokens = torch.randint(1, config.text.vocab_size - 1, (args.batch, config.text.context_length), generator=generator)
-    lengths = torch.randint(4, config.text.context_length + 1, (args.batch,), generator=generator)
+    tokens = torch.randint(1, config.text.vocab_size - 1, (args.batch, config.text.max_seq_len), generator=generator)
+    lengths = torch.randint(4, config.text.max_seq_len + 1, (args.batch,), generator=generator)
     tokens[torch.arange(args.batch), lengths - 1] = config.text.vocab_size - 1           # EOT: the largest id
-    tokens[torch.arange(config.text.context_length)[None, :] >= lengths[:, None]] = 0     # padding
+    tokens[torch.arange(config.text.max_seq_len)[None, :] >= lengths[:, None]] = 0        # padding
     tokens = tokens.to(device)
     reference_loss = ClipLoss()
     context = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if autocast else nullcontext

@@ -1,5 +1,6 @@
-"""mmtutorial.models.clip and the open_clip interop against open_clip itself (float64), plus bad-input errors,
-the ViT-B/32 parameter count and the chapter 15 exercise checkers.
+"""mmtutorial.models.clip against open_clip itself (float64, weights copied by mmtutorial.zoo.openclip), plus
+bad-input errors, the ViT-B/32 parameter count and the chapter 15 exercise checkers.  The key map's own
+errors and round trip are in test_zoo_vision.py.
 
 The reference models are built from small open_clip config dicts (random init, no download) so every test
 runs in well under a second; the ViT-B-32 count uses open_clip's factory once (about 1.5 s).
@@ -15,10 +16,12 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from torch.testing import assert_close
 
-from mmtutorial import interop
 from mmtutorial.exercises import ExerciseError, ch15
-from mmtutorial.models.clip import (CLIP, CLIPConfig, CLIPTextConfig, CLIPVisionConfig, QuickGELU, clip_logits,
-                                    clip_loss, zero_shot_classifier)
+from mmtutorial.models.clip import (CLIP, CLIPConfig, CLIPTextConfig, clip_image_config, clip_logits, clip_loss,
+                                    zero_shot_classifier)
+from mmtutorial.models.vit import ViT, ViTConfig
+from mmtutorial.nn.transformer import QuickGELU
+from mmtutorial.zoo import openclip
 
 TINY_OPENCLIP = {"embed_dim": 24,
                  "vision_cfg": {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "head_width": 8},
@@ -32,8 +35,8 @@ def reference_pair(quick_gelu: bool = False, seed: int = 0) -> tuple[torch.nn.Mo
                                quick_gelu=quick_gelu).double().eval()
     with torch.no_grad():  # a non-default temperature, so that a forgotten exp() or swap would show
         reference.logit_scale.fill_(2.0)
-    ours = CLIP(CLIPConfig.from_openclip(TINY_OPENCLIP, quick_gelu=quick_gelu)).double().eval()
-    interop.load_openclip_state_dict(ours, reference.state_dict())
+    ours = CLIP(openclip.clip_config_from_openclip(TINY_OPENCLIP, quick_gelu=quick_gelu)).double().eval()
+    openclip.load_openclip_state_dict(ours, reference.state_dict())
     return reference, ours
 
 
@@ -105,7 +108,9 @@ def test_loaded_open_clip_weights_give_the_same_embeddings(quick_gelu):
         for got, expected in zip(ours(images, tokens), reference(images, tokens)):
             assert_close(got, expected, rtol=1e-10, atol=1e-10)
     assert_close(ours.scale(), torch.tensor(math.exp(2.0), dtype=torch.float64))
-    assert isinstance(ours.visual.blocks[0].mlp.activation, QuickGELU) == quick_gelu
+    assert isinstance(ours.visual.vit, ViT) and ours.config.vision.norm_pre and not ours.config.vision.patch_bias
+    assert isinstance(ours.visual.vit.encoder.blocks[0].mlp.activation, QuickGELU) == quick_gelu
+    assert isinstance(ours.text.blocks[0].mlp.activation, QuickGELU) == quick_gelu
 
 
 def test_gradients_match_open_clip_through_the_key_map():
@@ -115,8 +120,9 @@ def test_gradients_match_open_clip_through_the_key_map():
     ClipLoss()(*reference(images, tokens)).backward()
     ours_params = dict(ours.named_parameters())
     for theirs_name, parameter in reference.named_parameters():
-        ours_name = interop.openclip_key_map(ours.config)[theirs_name]
-        assert_close(ours_params[ours_name].grad, parameter.grad, rtol=1e-8, atol=1e-10, msg=theirs_name)
+        ours_name = openclip.openclip_key_map(ours.config)[theirs_name]
+        ours_grad = ours_params[ours_name].grad.reshape(parameter.shape)   # the class token: (1, 1, w) vs (w,)
+        assert_close(ours_grad, parameter.grad, rtol=1e-8, atol=1e-10, msg=theirs_name)
 
 
 def test_float32_agreement_and_truncated_context():
@@ -132,48 +138,25 @@ def test_float32_agreement_and_truncated_context():
         assert_close(ours.encode_text(cropped), reference.encode_text(tokens), rtol=1e-5, atol=1e-5)
 
 
-def test_round_trip_to_open_clip_and_config_from_module():
-    reference, ours = reference_pair(seed=3)
-    fresh = open_clip.CLIP(TINY_OPENCLIP["embed_dim"], TINY_OPENCLIP["vision_cfg"], TINY_OPENCLIP["text_cfg"]).double()
-    fresh.load_state_dict(interop.clip_to_openclip_state_dict(ours), strict=True)  # attn_mask is not persistent
-    images, tokens = inputs()
-    with torch.no_grad():
-        assert_close(fresh.eval().encode_text(tokens), reference.encode_text(tokens))
-    built = interop.clip_from_openclip(reference)
-    assert built.config == ours.config
-    assert len(interop.openclip_key_map(ours.config)) == len(reference.state_dict()) == len(ours.state_dict())
-
-
 def test_vit_b_32_has_the_published_parameter_count():
     with torch.device("meta"):
         ours = CLIP(CLIPConfig.vit_b_32())
     reference = open_clip.create_model("ViT-B-32", pretrained=None)
     assert ours.num_parameters() == sum(p.numel() for p in reference.parameters()) == 151_277_313
-    # the key map covers the real ViT-B-32 exactly, shape for shape
-    ours_shapes = {name: tuple(p.shape) for name, p in ours.state_dict().items()}
-    for theirs_name, tensor in reference.state_dict().items():
-        assert ours_shapes[interop.openclip_key_map(ours.config)[theirs_name]] == tuple(tensor.shape)
-    assert CLIPConfig.from_openclip(open_clip.get_model_config("ViT-B-32")) == CLIPConfig.vit_b_32()
+    assert CLIPConfig() == CLIPConfig.vit_b_32()
 
 
-def test_load_errors_name_the_keys():
-    reference, ours = reference_pair()
-    state = reference.state_dict()
-    incomplete = {k: v for k, v in state.items() if k != "visual.proj"}
-    with pytest.raises(ValueError, match="missing keys: \\[visual.proj\\]"):
-        interop.load_openclip_state_dict(ours, incomplete)
-    with pytest.raises(ValueError, match="unexpected keys: \\[logit_bias\\].*SigLIP"):
-        interop.load_openclip_state_dict(ours, {**state, "logit_bias": torch.zeros(())})
-    wrong = CLIP(CLIPConfig.from_openclip({**TINY_OPENCLIP, "embed_dim": 16})).double()
-    with pytest.raises(ValueError, match="shape mismatch.*visual.projection"):
-        interop.load_openclip_state_dict(wrong, state)
-    deeper = CLIP(CLIPConfig.from_openclip({**TINY_OPENCLIP, "text_cfg": {**TINY_OPENCLIP["text_cfg"], "layers": 3}}))
-    with pytest.raises(ValueError, match="missing keys: \\[transformer.resblocks.2"):
-        interop.load_openclip_state_dict(deeper, state)
-    with pytest.raises(TypeError, match="CLIP"):
-        interop.load_openclip_state_dict(torch.nn.Linear(2, 2), state)
-    with pytest.raises(ValueError, match="attentional_pool"):
-        CLIPConfig.from_openclip({**TINY_OPENCLIP, "vision_cfg": {**TINY_OPENCLIP["vision_cfg"], "attentional_pool": True}})
+def test_the_image_tower_is_the_one_vit():
+    """CLIP's image tower is a ViT configured as open_clip's: no head, ln_pre, no patch bias, class token."""
+    torch.manual_seed(0)
+    model = CLIP(CLIPConfig.tiny()).eval()
+    images = torch.randn(3, 3, 32, 32)
+    vision = model.config.vision
+    assert isinstance(vision, ViTConfig) and vision.num_classes == 0 and vision.pool == "cls"
+    assert model.visual.vit.patch_embedding.proj.bias is None and isinstance(model.visual.vit.head, torch.nn.Identity)
+    with torch.no_grad():
+        tokens = model.visual.vit.forward_tokens(images)                     # (3, 17, 64): ln_post on every token
+        assert_close(model.encode_image(images), tokens[:, 0] @ model.visual.projection)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -221,9 +204,9 @@ def test_eot_token_id_pooling_matches_argmax_when_eot_is_largest():
 
 
 @pytest.mark.parametrize("images, error, words", [
-    (torch.zeros(2, 3, 28, 28), ValueError, "(batch, 3, 32, 32)"),
-    (torch.zeros(2, 1, 32, 32), ValueError, "(batch, 3, 32, 32)"),
-    (torch.zeros(3, 32, 32), ValueError, "(batch, 3, 32, 32)"),
+    (torch.zeros(2, 3, 28, 28), ValueError, "built for 32 x 32"),
+    (torch.zeros(2, 1, 32, 32), ValueError, "channels, expected 3"),
+    (torch.zeros(3, 32, 32), ValueError, "add a batch dimension"),
     (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), TypeError, "floating-point"),
     ([[0.0]], TypeError, "torch.Tensor"),
 ])
@@ -236,7 +219,7 @@ def test_bad_images(images, error, words):
 @pytest.mark.parametrize("tokens, error, words", [
     (torch.tensor([[1, 64]]), ValueError, r"\[0, vocab_size=64\)"),
     (torch.tensor([[-1, 3]]), ValueError, r"\[0, vocab_size=64\)"),
-    (torch.zeros(2, 17, dtype=torch.long), ValueError, "longer than context_length=16"),
+    (torch.zeros(2, 17, dtype=torch.long), ValueError, "longer than max_seq_len=16"),
     (torch.zeros(2, 4), TypeError, "integer token ids"),
     (torch.zeros(4, dtype=torch.long), ValueError, r"\(batch, seq\)"),
 ])
@@ -248,9 +231,15 @@ def test_bad_tokens(tokens, error, words):
 
 def test_bad_configs():
     with pytest.raises(ValueError, match="divisible by patch_size"):
-        CLIPVisionConfig(image_size=30, patch_size=8)
+        clip_image_config(image_size=30, patch_size=8)
     with pytest.raises(ValueError, match="divisible by num_heads"):
-        CLIPTextConfig(width=30, num_heads=4)
+        CLIPTextConfig(dim=30, num_heads=4)
+    with pytest.raises(ValueError, match="CLIPTextConfig: activation"):
+        CLIPTextConfig(activation="tanh")
+    with pytest.raises(ValueError, match="num_classes=0"):
+        CLIPConfig(vision=ViTConfig())                                     # a classifier, not an image tower
+    with pytest.raises(TypeError, match="ViTConfig"):
+        CLIPConfig(vision=CLIPTextConfig())
     with pytest.raises(ValueError, match="positive int"):
         CLIPConfig(embed_dim=0)
     with pytest.raises(ValueError, match="eot_token_id"):
@@ -258,6 +247,8 @@ def test_bad_configs():
     with pytest.raises(TypeError, match="CLIPConfig"):
         CLIP({"embed_dim": 4})
     assert CLIPConfig(vision={"image_size": 28, "patch_size": 7}).vision.num_patches == 16
+    config = CLIPConfig.tiny(eot_token_id=2)
+    assert CLIPConfig(**config.to_dict()) == config                        # the dict round trip of a cache key
 
 
 # --------------------------------------------------------------------------------------------------
@@ -288,10 +279,10 @@ def test_ch15_checkers_accept_solutions_and_reject_mistakes():
             hidden = int(width * ratio)
             return layers * (4 * width * width + 4 * width + 2 * width * hidden + hidden + width + 4 * width)
         v, t = config.vision, config.text
-        vision = (v.in_channels * v.patch_size ** 2 * v.width + v.width + (v.num_patches + 1) * v.width
-                  + 4 * v.width + blocks(v.width, v.num_layers, v.mlp_ratio) + v.width * config.embed_dim)
-        text = ((t.vocab_size + t.context_length) * t.width + blocks(t.width, t.num_layers, t.mlp_ratio)
-                + 2 * t.width + t.width * config.embed_dim)
+        vision = (v.in_channels * v.patch_size ** 2 * v.dim + v.dim + (v.num_patches + 1) * v.dim
+                  + 4 * v.dim + blocks(v.dim, v.num_layers, v.mlp_ratio) + v.dim * config.embed_dim)
+        text = ((t.vocab_size + t.max_seq_len) * t.dim + blocks(t.dim, t.num_layers, t.mlp_ratio)
+                + 2 * t.dim + t.dim * config.embed_dim)
         return vision + text + 1
 
     ch15.check_clip_parameter_count(count)

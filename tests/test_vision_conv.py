@@ -299,30 +299,3 @@ def test_check_receptive_field():
     with pytest.raises(ExerciseError):
         ch10.check_receptive_field(lambda kernels, strides: (_ for _ in ()).throw(NotImplementedError))
 
-
-def test_recipe_and_cached_fashion_cnn(monkeypatch, tmp_path):
-    from mmtutorial.data import DataNotFoundError
-    monkeypatch.setenv("MMTUTORIAL_QUICK", "1")
-    monkeypatch.setenv("MMTUTORIAL_CACHE", str(tmp_path))
-    recipe = vision.fashion_cnn_recipe()
-    assert (recipe.train_count, recipe.val_count, recipe.epochs) == (5_000, 1_000, 1)
-    config = recipe.train_config(progress=False)
-    assert (config.optimizer, config.schedule, config.batch_size, config.progress) == ("adamw", "onecycle", 128, False)
-    # progress bars do not change the weights, so they are not part of the cache key
-    assert "progress" not in str(recipe.cache_config(vision.FashionCNNConfig()))
-    with pytest.raises(ValueError, match="train_count"):
-        vision.fashion_mnist_splits(60_000)
-    try:
-        x_train, y_train, x_val, y_val, x_test, y_test = vision.fashion_mnist_splits(300, 50)
-    except DataNotFoundError:
-        pytest.skip("Fashion-MNIST is not installed")
-    assert x_train.shape == (300, 1, 28, 28) and x_val.shape == (50, 1, 28, 28) and x_test.shape == (10_000, 1, 28, 28)
-    assert 0.0 <= float(x_train.min()) and float(x_train.max()) <= 1.0 and y_train.dtype == torch.long
-    tiny = vision.FashionCNNRecipe(train_count=1024, val_count=64, epochs=1)   # 8 steps
-    monkeypatch.setattr(vision, "fashion_cnn_recipe", lambda: tiny)
-    trained, history = vision.load_or_train_fashion_cnn(device="cpu", progress=False)
-    loaded, loaded_history = vision.load_or_train_fashion_cnn(device="cpu", progress=False)
-    assert len(list((tmp_path / "models").glob("fashion-cnn-quick-*.pt"))) == 1
-    assert loaded_history.last("val_accuracy") == history.last("val_accuracy")
-    with torch.no_grad():
-        assert_close(loaded(x_val), trained(x_val), rtol=0, atol=0)

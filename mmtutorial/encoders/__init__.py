@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..utils import lazy_submodules
 
-_SUBMODULES = {"text", "vision", "audio", "pretrained"}
+_SUBMODULES = {"text", "vision", "audio"}
 
 
 __getattr__ = lazy_submodules(__name__, _SUBMODULES)

@@ -75,13 +75,13 @@ def check_zero_shot_predict(zero_shot_predict: Callable) -> None:
 
 def check_clip_parameter_count(clip_parameter_count: Callable) -> None:
     """``clip_parameter_count(config: CLIPConfig) -> int`` in closed form, checked against the built model."""
-    from ..models.clip import CLIP, CLIPConfig, CLIPTextConfig, CLIPVisionConfig
+    from ..models.clip import CLIP, CLIPConfig, CLIPTextConfig, clip_image_config
 
     name = "clip_parameter_count"
     configs = [CLIPConfig.vit_b_32(), CLIPConfig.tiny(),
-               CLIPConfig(embed_dim=256, vision=CLIPVisionConfig(image_size=96, patch_size=16, in_channels=1, width=192,
+               CLIPConfig(embed_dim=256, vision=clip_image_config(image_size=96, patch_size=16, in_channels=1, dim=192,
                                                                   num_layers=3, num_heads=3, mlp_ratio=2.0),
-                          text=CLIPTextConfig(vocab_size=1000, context_length=40, width=128, num_layers=5, num_heads=4))]
+                          text=CLIPTextConfig(vocab_size=1000, max_seq_len=40, dim=128, num_layers=5, num_heads=4))]
     for config in configs:
         with torch.device("meta"):  # shapes only: no memory, no time
             expected = sum(p.numel() for p in CLIP(config).parameters())
@@ -90,7 +90,7 @@ def check_clip_parameter_count(clip_parameter_count: Callable) -> None:
             raise ExerciseError(f"{name}: got None. Did you forget to `return` the count?")
         if int(got) != expected:
             raise ExerciseError(
-                f"{name}: for {config.vision.width}-wide vision / {config.text.width}-wide text towers expected "
+                f"{name}: for {config.vision.dim}-wide vision / {config.text.dim}-wide text towers expected "
                 f"{expected:,}, got {int(got):,} (off by {int(got) - expected:+,}). Count: patch conv (no bias), class "
                 "token, (patches + 1) positions, ln_pre, L_v blocks, ln_post, the vision projection; token and "
                 "position embeddings, L_t blocks, ln_final, the text projection; and logit_scale (one number).")

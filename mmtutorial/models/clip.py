@@ -15,10 +15,13 @@ symmetric InfoNCE loss ``clip_loss`` is the mean of the cross-entropy over rows 
 columns (text -> image).  Zero-shot classification then needs no classifier: embed one prompt per class
 ("a photo of a {class}") and pick the class whose text embedding is closest to the image's.
 
-The layout follows ``open_clip``'s ``model.py``/``transformer.py`` so that its state dicts load through
-``mmtutorial.interop.load_openclip_state_dict`` (an explicit key map); the Transformer blocks are
-``mmtutorial.nn.TransformerBlock`` (pre-LN, attention through ``F.scaled_dot_product_attention``).
-``CLIPConfig.vit_b_32()`` has open_clip's ViT-B-32 architecture: 151,277,313 parameters.
+The image tower is the package's one ViT (``mmtutorial.models.vit.ViT``) configured as open_clip's
+``VisionTransformer`` (``clip_image_config``: no patch bias, ``ln_pre``, class-token pooling after the final
+LayerNorm ``ln_post``, no head), followed by a linear projection.  The text tower's blocks are
+``mmtutorial.nn.TransformerBlock`` (pre-LN, attention through ``F.scaled_dot_product_attention``).  The
+layout follows ``open_clip``'s ``model.py``/``transformer.py`` closely enough that its state dicts load
+through an explicit key map (``mmtutorial.zoo.openclip``).  ``CLIPConfig.vit_b_32()`` has open_clip's
+ViT-B-32 architecture: 151,277,313 parameters.
 """
 from __future__ import annotations
 
@@ -29,87 +32,92 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checks import check_token_ids
 from ..nn import TransformerBlock, TransformerConfig
+from .vit import ViT, ViTConfig
 
-__all__ = ["CLIPVisionConfig", "CLIPTextConfig", "CLIPConfig", "QuickGELU", "CLIPVisionTower", "CLIPTextTower",
-           "CLIP", "clip_logits", "clip_loss", "zero_shot_classifier"]
-
-
-def _check_positive_ints(owner: str, obj, names: tuple[str, ...]) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{owner}.{name} must be a positive int, got {value!r}")
+__all__ = ["clip_image_config", "CLIPTextConfig", "CLIPConfig", "CLIPImageTower", "CLIPTextTower", "CLIP",
+           "clip_logits", "clip_loss", "zero_shot_classifier"]
 
 
 # --------------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------------
-@dataclass
-class CLIPVisionConfig:
-    image_size: int = 224        # input images are image_size x image_size pixels
-    patch_size: int = 32         # square patches; (image_size / patch_size)^2 patch tokens + 1 class token
-    in_channels: int = 3         # 3 for RGB (open_clip); 1 for grey images such as Fashion-MNIST
-    width: int = 768             # token width of the vision Transformer
-    num_layers: int = 12         # Transformer blocks
-    num_heads: int = 12          # attention heads (open_clip: width / head_width, head_width = 64)
-    mlp_ratio: float = 4.0       # MLP hidden size = mlp_ratio * width
+def clip_image_config(image_size: int = 224, patch_size: int = 32, in_channels: int = 3, dim: int = 768,
+                      num_layers: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
+                      activation: str = "gelu", layer_norm_eps: float = 1e-5) -> ViTConfig:
+    """The ``ViTConfig`` of a CLIP image tower as open_clip builds it (defaults: ViT-B/32's tower).
 
-    def __post_init__(self) -> None:
-        _check_positive_ints("CLIPVisionConfig", self, ("image_size", "patch_size", "in_channels", "width",
-                                                        "num_layers", "num_heads"))
-        if self.image_size % self.patch_size:
-            raise ValueError(f"CLIPVisionConfig.image_size={self.image_size} must be divisible by "
-                             f"patch_size={self.patch_size}")
-        if self.width % self.num_heads:
-            raise ValueError(f"CLIPVisionConfig.width={self.width} must be divisible by num_heads={self.num_heads}")
-
-    @property
-    def num_patches(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
+    Against chapter 11's classifier: no bias in the patch convolution (open_clip's ``conv1``), a LayerNorm
+    before the blocks (``ln_pre``), torch's LayerNorm epsilon 1e-5, no classification head (the projection
+    into the shared space replaces it) and open_clip's initialisation; the class token's final state,
+    after the final LayerNorm (``ln_post``), is the image's feature.  ``activation="quick_gelu"`` for
+    OpenAI's original weights.
+    """
+    return ViTConfig(image_size=image_size, patch_size=patch_size, in_channels=in_channels, num_classes=0,
+                     dim=dim, num_layers=num_layers, num_heads=num_heads, mlp_ratio=mlp_ratio, dropout=0.0,
+                     bias=True, class_token=True, pool="cls", activation=activation, patch_bias=False,
+                     norm_pre=True, layer_norm_eps=layer_norm_eps, init="clip")
 
 
 @dataclass
 class CLIPTextConfig:
     vocab_size: int = 49408      # token ids (OpenAI's BPE: 49,152 merges + 256 bytes; EOT = 49407, the largest)
-    context_length: int = 77     # maximum number of tokens, each with a learned position embedding
-    width: int = 512             # token width of the text Transformer
+    max_seq_len: int = 77        # maximum number of tokens, each with a learned position embedding (open_clip's
+                                 # context_length)
+    dim: int = 512               # token width of the text Transformer (open_clip's width)
     num_layers: int = 12         # Transformer blocks (causal self-attention)
     num_heads: int = 8           # attention heads
-    mlp_ratio: float = 4.0       # MLP hidden size = mlp_ratio * width
+    mlp_ratio: float = 4.0       # MLP hidden size = mlp_ratio * dim
+    activation: str = "gelu"     # the MLP's nonlinearity ("quick_gelu" for OpenAI's original weights)
+    layer_norm_eps: float = 1e-5  # every LayerNorm of the tower (open_clip: torch's default)
     eot_token_id: int | None = None  # None: pool at the largest id of each text (open_clip's "argmax", right
                                      # when EOT is the largest id); else at the first occurrence of this id
 
     def __post_init__(self) -> None:
-        _check_positive_ints("CLIPTextConfig", self, ("vocab_size", "context_length", "width", "num_layers",
-                                                      "num_heads"))
-        if self.width % self.num_heads:
-            raise ValueError(f"CLIPTextConfig.width={self.width} must be divisible by num_heads={self.num_heads}")
+        for name in ("vocab_size", "max_seq_len", "dim", "num_layers", "num_heads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"CLIPTextConfig.{name} must be a positive int, got {value!r}")
+        if self.dim % self.num_heads:
+            raise ValueError(f"CLIPTextConfig.dim={self.dim} must be divisible by num_heads={self.num_heads}")
         if self.eot_token_id is not None and not 0 <= self.eot_token_id < self.vocab_size:
             raise ValueError(f"CLIPTextConfig.eot_token_id must be in [0, vocab_size={self.vocab_size}), "
                              f"got {self.eot_token_id}")
+        try:  # activation and mlp_ratio are checked where the blocks are configured
+            self.transformer_config()
+        except ValueError as error:
+            raise ValueError(f"CLIPTextConfig: {error}") from None
+
+    def transformer_config(self) -> TransformerConfig:
+        """Pre-LN blocks with causal self-attention, as open_clip's ``ResidualAttentionBlock``."""
+        return TransformerConfig(dim=self.dim, num_heads=self.num_heads, num_layers=self.num_layers,
+                                 mlp_ratio=self.mlp_ratio, causal=True, norm="pre", activation=self.activation,
+                                 layer_norm_eps=self.layer_norm_eps)
 
 
 @dataclass
 class CLIPConfig:
-    embed_dim: int = 512                                               # size of the shared embedding space
-    vision: CLIPVisionConfig = field(default_factory=CLIPVisionConfig)  # the image tower
-    text: CLIPTextConfig = field(default_factory=CLIPTextConfig)        # the text tower
-    quick_gelu: bool = False         # x * sigmoid(1.702 x) (OpenAI's original weights) instead of exact GELU;
-                                     # open_clip's ViT-B-32 config uses nn.GELU unless quick_gelu is set
+    embed_dim: int = 512                                                  # size of the shared embedding space
+    vision: ViTConfig = field(default_factory=clip_image_config)          # the image tower (a ViT, no head)
+    text: CLIPTextConfig = field(default_factory=CLIPTextConfig)          # the text tower
     init_logit_scale: float = math.log(1 / 0.07)  # log of the initial 1 / temperature (CLIP: tau = 0.07)
     max_logit_scale: float = 100.0   # 1 / temperature is clipped here (CLIP: "to prevent training instability")
-    layer_norm_eps: float = 1e-5     # every LayerNorm (open_clip: torch's default)
 
     def __post_init__(self) -> None:
-        if isinstance(self.vision, dict):
-            self.vision = CLIPVisionConfig(**self.vision)
+        if isinstance(self.vision, dict):  # a dict overrides the fields of the default CLIP image tower
+            self.vision = ViTConfig(**{**asdict(clip_image_config()), **self.vision})
         if isinstance(self.text, dict):
             self.text = CLIPTextConfig(**self.text)
-        if not isinstance(self.vision, CLIPVisionConfig) or not isinstance(self.text, CLIPTextConfig):
-            raise TypeError("CLIPConfig.vision and .text must be a CLIPVisionConfig and a CLIPTextConfig (or dicts), "
+        if not isinstance(self.vision, ViTConfig) or not isinstance(self.text, CLIPTextConfig):
+            raise TypeError("CLIPConfig.vision and .text must be a ViTConfig and a CLIPTextConfig (or dicts), "
                             f"got {type(self.vision).__name__} and {type(self.text).__name__}")
-        _check_positive_ints("CLIPConfig", self, ("embed_dim",))
+        if self.vision.num_classes != 0 or self.vision.pool not in ("cls", "mean"):
+            raise ValueError("CLIPConfig.vision must give one feature per image: num_classes=0 and pool 'cls' or "
+                             f"'mean' (see clip_image_config), got num_classes={self.vision.num_classes}, "
+                             f"pool={self.vision.pool!r}")
+        if not isinstance(self.embed_dim, int) or isinstance(self.embed_dim, bool) or self.embed_dim < 1:
+            raise ValueError(f"CLIPConfig.embed_dim must be a positive int, got {self.embed_dim!r}")
         if not self.max_logit_scale > 0 or not math.isfinite(self.init_logit_scale):
             raise ValueError(f"CLIPConfig.max_logit_scale must be > 0 and init_logit_scale finite, got "
                              f"{self.max_logit_scale} and {self.init_logit_scale}")
@@ -118,53 +126,18 @@ class CLIPConfig:
     def vit_b_32(cls) -> "CLIPConfig":
         """open_clip's ``ViT-B-32``: 224 px, 32 px patches, 12 x 768 vision, 12 x 512 text, 512-d space."""
         return cls(embed_dim=512,
-                   vision=CLIPVisionConfig(image_size=224, patch_size=32, width=768, num_layers=12, num_heads=12),
-                   text=CLIPTextConfig(vocab_size=49408, context_length=77, width=512, num_layers=12, num_heads=8))
+                   vision=clip_image_config(image_size=224, patch_size=32, dim=768, num_layers=12, num_heads=12),
+                   text=CLIPTextConfig(vocab_size=49408, max_seq_len=77, dim=512, num_layers=12, num_heads=8))
 
     @classmethod
-    def tiny(cls, vocab_size: int = 64, context_length: int = 16, image_size: int = 32, patch_size: int = 8,
+    def tiny(cls, vocab_size: int = 64, max_seq_len: int = 16, image_size: int = 32, patch_size: int = 8,
              in_channels: int = 3, eot_token_id: int | None = None) -> "CLIPConfig":
         """A CLIP small enough to train on a laptop CPU in a minute (about 0.2 M parameters)."""
         return cls(embed_dim=64,
-                   vision=CLIPVisionConfig(image_size=image_size, patch_size=patch_size, in_channels=in_channels,
-                                           width=64, num_layers=2, num_heads=4),
-                   text=CLIPTextConfig(vocab_size=vocab_size, context_length=context_length, width=64,
-                                       num_layers=2, num_heads=4, eot_token_id=eot_token_id))
-
-    @classmethod
-    def from_openclip(cls, model_cfg: dict, quick_gelu: bool | None = None) -> "CLIPConfig":
-        """Our config from an open_clip model config dict (``{"embed_dim", "vision_cfg", "text_cfg"}``).
-
-        Only plain ViT + Transformer CLIPs are representable; options that change the computation (timm or
-        Hugging Face towers, attentional pooling, layer scale, patch dropout, ...) raise ``ValueError``.
-        """
-        if not isinstance(model_cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(model_cfg):
-            raise ValueError("expected an open_clip model config dict with embed_dim, vision_cfg and text_cfg, "
-                             f"got {model_cfg!r}")
-        vision_cfg, text_cfg = dict(model_cfg["vision_cfg"]), dict(model_cfg["text_cfg"])
-        supported_vision = {"image_size", "patch_size", "width", "layers", "head_width", "mlp_ratio"}
-        supported_text = {"context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio"}
-        harmless = {"pool_type": ("tok", "argmax"), "proj_type": ("linear",), "proj_bias": (False,),
-                    "pos_embed_type": ("learnable",), "no_ln_pre": (False,), "final_ln_after_pool": (False,),
-                    "ls_init_value": (None,), "patch_dropout": (0.0,), "attentional_pool": (False,),
-                    "embed_cls": (False,), "no_causal_mask": (False,)}
-        for name, cfg, supported in (("vision_cfg", vision_cfg, supported_vision), ("text_cfg", text_cfg, supported_text)):
-            for key, value in cfg.items():
-                if key in supported or (key in harmless and value in harmless[key]):
-                    continue
-                raise ValueError(f"open_clip {name}[{key!r}] = {value!r} is not supported by this CLIP")
-        if isinstance(vision_cfg.get("layers", 12), (list, tuple)):
-            raise ValueError("a ModifiedResNet image tower (layers given as a tuple) is not supported")
-        vision_width = vision_cfg.get("width", 768)
-        vision = CLIPVisionConfig(image_size=vision_cfg.get("image_size", 224), patch_size=vision_cfg.get("patch_size", 16),
-                                  width=vision_width, num_layers=vision_cfg.get("layers", 12),
-                                  num_heads=vision_width // vision_cfg.get("head_width", 64),
-                                  mlp_ratio=vision_cfg.get("mlp_ratio", 4.0))
-        text = CLIPTextConfig(vocab_size=text_cfg.get("vocab_size", 49408), context_length=text_cfg.get("context_length", 77),
-                              width=text_cfg.get("width", 512), num_layers=text_cfg.get("layers", 12),
-                              num_heads=text_cfg.get("heads", 8), mlp_ratio=text_cfg.get("mlp_ratio", 4.0))
-        quick = model_cfg.get("quick_gelu", False) if quick_gelu is None else quick_gelu
-        return cls(embed_dim=model_cfg["embed_dim"], vision=vision, text=text, quick_gelu=bool(quick))
+                   vision=clip_image_config(image_size=image_size, patch_size=patch_size, in_channels=in_channels,
+                                            dim=64, num_layers=2, num_heads=4),
+                   text=CLIPTextConfig(vocab_size=vocab_size, max_seq_len=max_seq_len, dim=64, num_layers=2,
+                                       num_heads=4, eot_token_id=eot_token_id))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -173,68 +146,18 @@ class CLIPConfig:
 # --------------------------------------------------------------------------------------------------
 # Towers
 # --------------------------------------------------------------------------------------------------
-class QuickGELU(nn.Module):
-    """x * sigmoid(1.702 x): OpenAI's cheap approximation of GELU, which their released CLIPs were trained with."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * torch.sigmoid(1.702 * x)
-
-
-def _blocks(width: int, num_heads: int, num_layers: int, mlp_ratio: float, causal: bool,
-            config: CLIPConfig) -> nn.ModuleList:
-    """Pre-LN Transformer blocks as in open_clip's ``ResidualAttentionBlock`` (no final LayerNorm: each tower
-    has its own, ``norm_post`` / ``norm_final``)."""
-    block_config = TransformerConfig(dim=width, num_heads=num_heads, num_layers=num_layers, mlp_ratio=mlp_ratio,
-                                     causal=causal, norm="pre", activation="gelu", layer_norm_eps=config.layer_norm_eps)
-    blocks = nn.ModuleList(TransformerBlock(block_config) for _ in range(num_layers))
-    if config.quick_gelu:  # TransformerConfig knows exact GELU; swap in the parameter-free QuickGELU
-        for block in blocks:
-            block.mlp.activation = QuickGELU()
-    return blocks
-
-
-class CLIPVisionTower(nn.Module):
-    """A ViT: patch embedding (a strided conv), class token, learned positions, ln_pre, blocks, ln_post on the
-    class token, linear projection to ``embed_dim`` (open_clip's ``VisionTransformer`` with pool_type 'tok')."""
+class CLIPImageTower(nn.Module):
+    """The ViT (``config.vision``, no head: it returns the class token's final state) and a linear projection
+    to ``embed_dim`` (open_clip's ``VisionTransformer`` with pool_type 'tok' and proj_type 'linear')."""
 
     def __init__(self, config: CLIPConfig) -> None:
         super().__init__()
-        vision = config.vision
-        self.config = vision
-        scale = vision.width ** -0.5
-        # A conv with kernel = stride = patch_size is "cut into patches, flatten, multiply by one matrix".
-        self.patch_embed = nn.Conv2d(vision.in_channels, vision.width, kernel_size=vision.patch_size,
-                                     stride=vision.patch_size, bias=False)
-        self.class_token = nn.Parameter(scale * torch.randn(vision.width))
-        self.position_embedding = nn.Parameter(scale * torch.randn(vision.num_patches + 1, vision.width))
-        self.norm_pre = nn.LayerNorm(vision.width, eps=config.layer_norm_eps)
-        self.blocks = _blocks(vision.width, vision.num_heads, vision.num_layers, vision.mlp_ratio, False, config)
-        self.norm_post = nn.LayerNorm(vision.width, eps=config.layer_norm_eps)
-        self.projection = nn.Parameter(scale * torch.randn(vision.width, config.embed_dim))
-
-    def check_images(self, images: Tensor) -> None:
-        vision = self.config
-        if not isinstance(images, Tensor):
-            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-        if not images.is_floating_point():
-            raise TypeError(f"images must be a floating-point tensor (convert uint8 pixels with .float() / 255 "
-                            f"and normalise), got dtype {images.dtype}")
-        expected = (vision.in_channels, vision.image_size, vision.image_size)
-        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(f"images must have shape (batch, {expected[0]}, {expected[1]}, {expected[2]}) "
-                             f"(batch, channels, height, width), got {tuple(images.shape)}")
+        self.vit = ViT(config.vision)
+        self.projection = nn.Parameter(config.vision.dim ** -0.5 * torch.randn(config.vision.dim, config.embed_dim))
 
     def forward(self, images: Tensor) -> Tensor:
         """images (batch, in_channels, image_size, image_size) -> features (batch, embed_dim), not normalised."""
-        self.check_images(images)
-        x = self.patch_embed(images)                                    # (batch, width, grid, grid)
-        x = x.flatten(2).transpose(1, 2)                                # (batch, num_patches, width)
-        class_token = self.class_token.to(x.dtype).expand(x.size(0), 1, -1)  # (batch, 1, width)
-        x = torch.cat([class_token, x], dim=1)                          # (batch, 1 + num_patches, width)
-        x = self.norm_pre(x + self.position_embedding.to(x.dtype))
-        for block in self.blocks:
-            x = block(x)                                                # (batch, 1 + num_patches, width)
-        pooled = self.norm_post(x[:, 0])                                # (batch, width): the class token
+        pooled = self.vit(images)                                       # (batch, dim): ln_post(class token)
         return pooled @ self.projection                                 # (batch, embed_dim)
 
 
@@ -250,17 +173,18 @@ class CLIPTextTower(nn.Module):
         super().__init__()
         text = config.text
         self.config = text
-        self.token_embedding = nn.Embedding(text.vocab_size, text.width)
-        self.position_embedding = nn.Parameter(torch.empty(text.context_length, text.width))
-        self.blocks = _blocks(text.width, text.num_heads, text.num_layers, text.mlp_ratio, True, config)
-        self.norm_final = nn.LayerNorm(text.width, eps=config.layer_norm_eps)
-        self.projection = nn.Parameter(torch.empty(text.width, config.embed_dim))
+        self.token_embedding = nn.Embedding(text.vocab_size, text.dim)
+        self.position_embedding = nn.Parameter(torch.empty(text.max_seq_len, text.dim))
+        # no final LayerNorm in the stack: the tower ends with its own, norm_final (open_clip's ln_final)
+        self.blocks = nn.ModuleList(TransformerBlock(text.transformer_config()) for _ in range(text.num_layers))
+        self.norm_final = nn.LayerNorm(text.dim, eps=text.layer_norm_eps)
+        self.projection = nn.Parameter(torch.empty(text.dim, config.embed_dim))
         self._init_parameters()
 
     @torch.no_grad()
     def _init_parameters(self) -> None:
         # open_clip's TextTransformer.init_parameters: residual-branch outputs scaled by 1 / sqrt(2 L).
-        width, layers = self.config.width, self.config.num_layers
+        width, layers = self.config.dim, self.config.num_layers
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.position_embedding, std=0.01)
         for block in self.blocks:
@@ -271,21 +195,12 @@ class CLIPTextTower(nn.Module):
         nn.init.normal_(self.projection, std=width ** -0.5)
 
     def check_tokens(self, tokens: Tensor) -> None:
+        """Integer ids (batch, 1..max_seq_len) in [0, vocab_size) (``checks.check_token_ids``, which never
+        synchronises a GPU); on the CPU also that every text holds its end-of-text token."""
         text = self.config
-        if not isinstance(tokens, Tensor):
-            raise TypeError(f"tokens must be a torch.Tensor of token ids, got {type(tokens).__name__}")
-        if tokens.dtype == torch.bool or tokens.is_floating_point() or tokens.is_complex():
-            raise TypeError(f"tokens must hold integer token ids (torch.long), got dtype {tokens.dtype}")
-        if tokens.dim() != 2 or tokens.size(1) == 0:
-            raise ValueError(f"tokens must have shape (batch, seq), got {tuple(tokens.shape)}")
-        if tokens.size(1) > text.context_length:
-            raise ValueError(f"texts of {tokens.size(1)} tokens are longer than context_length="
-                             f"{text.context_length}; truncate them (keeping the end-of-text token)")
-        if tokens.device.type == "cpu" and tokens.numel():  # a GPU check would force a synchronisation
-            low, high = int(tokens.min()), int(tokens.max())
-            if low < 0 or high >= text.vocab_size:
-                raise ValueError(f"token ids must be in [0, vocab_size={text.vocab_size}), got values in [{low}, {high}]")
-            if text.eot_token_id is not None and not bool((tokens == text.eot_token_id).any(dim=1).all()):
+        check_token_ids(tokens, text.vocab_size, name="tokens", max_len=text.max_seq_len)
+        if text.eot_token_id is not None and tokens.device.type == "cpu" and tokens.numel():
+            if not bool((tokens == text.eot_token_id).any(dim=1).all()):
                 raise ValueError(f"every text must contain the end-of-text token id {text.eot_token_id}: its "
                                  "feature is the text's embedding")
 
@@ -296,14 +211,14 @@ class CLIPTextTower(nn.Module):
         return (tokens == self.config.eot_token_id).int().argmax(dim=-1)  # first occurrence
 
     def forward(self, tokens: Tensor) -> Tensor:
-        """tokens (batch, seq <= context_length) -> features (batch, embed_dim), not normalised."""
+        """tokens (batch, seq <= max_seq_len) -> features (batch, embed_dim), not normalised."""
         self.check_tokens(tokens)
         seq = tokens.size(1)
-        x = self.token_embedding(tokens) + self.position_embedding[:seq]   # (batch, seq, width)
+        x = self.token_embedding(tokens) + self.position_embedding[:seq]   # (batch, seq, dim)
         for block in self.blocks:
             x = block(x)                                                   # causal self-attention
-        x = self.norm_final(x)                                             # (batch, seq, width)
-        pooled = x[torch.arange(x.size(0), device=x.device), self.eot_positions(tokens)]  # (batch, width)
+        x = self.norm_final(x)                                             # (batch, seq, dim)
+        pooled = x[torch.arange(x.size(0), device=x.device), self.eot_positions(tokens)]  # (batch, dim)
         return pooled @ self.projection                                    # (batch, embed_dim)
 
 
@@ -319,7 +234,7 @@ class CLIP(nn.Module):
         if not isinstance(config, CLIPConfig):
             raise TypeError(f"CLIP wants a CLIPConfig, got {type(config).__name__}")
         self.config = config
-        self.visual = CLIPVisionTower(config)
+        self.visual = CLIPImageTower(config)
         self.text = CLIPTextTower(config)
         # The log of 1 / temperature is learned: optimising it in log space keeps it positive.
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))

