@@ -118,9 +118,10 @@ def chapters() -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook differs")
+    parser.add_argument("notebooks", nargs="*", type=Path, help="only these chapters (default: all)")
     args = parser.parse_args(argv)
     differ = []
-    for path in chapters():
+    for path in args.notebooks or chapters():
         if chapter_number(path) not in CHAPTERS:
             differ.append(f"{path.name}: no entry in CHAPTERS")
             continue
