@@ -4,8 +4,10 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from mmtutorial.models.bert import (IGNORE_INDEX, BertConfig, BertForMaskedLM, BertModel, mean_pool, mlm_loss,
-                                    mlm_mask_tokens)
+from mmtutorial.models.bert import (IGNORE_INDEX, MLM_BOUNDS, BertConfig, BertForMaskedLM, BertModel,
+                                    context_free_mlm_loss, mean_pool, mlm_beats_unigram, mlm_bound, mlm_context_gap,
+                                    mlm_loss, mlm_mask_tokens, mlm_uses_context, mlm_wrong_loss_flatters,
+                                    swap_context)
 
 transformers = pytest.importorskip("transformers")
 
@@ -212,6 +214,83 @@ def test_bad_inputs_raise_clear_errors():
         mlm_loss(torch.zeros(1, 2, 10), torch.full((1, 2), -100))
     with pytest.raises(ValueError, match=r"attention_mask must have shape \(batch, seq\) = \(2, 5\)"):
         mean_pool(torch.zeros(2, 5, 3), torch.ones(2, 4))
+
+
+# --------------------------------------------------------------------------------------------------
+# Chapter 8's baselines and result bounds (tests/test_quick_bounds.py applies them to broken models)
+# --------------------------------------------------------------------------------------------------
+def test_context_free_mlm_loss_is_the_bayes_posterior_of_the_masking_rule():
+    vocab_size, mask_id = 12, 0
+    generator = torch.Generator().manual_seed(0)
+    unigram = torch.rand(vocab_size, generator=generator, dtype=torch.float64) + 0.05
+    unigram[mask_id] = 1e-12                                          # [MASK] never occurs in the text
+    unigram /= unigram.sum()
+    # P(shown v | original w) of mlm_mask_tokens for a selected token: 0.8 [MASK], 0.1 random, 0.1 itself.
+    shown_given_original = torch.full((vocab_size, vocab_size), 0.1 / vocab_size, dtype=torch.float64)   # (w, v)
+    shown_given_original[:, mask_id] += 0.8
+    shown_given_original += 0.1 * torch.eye(vocab_size, dtype=torch.float64)
+    joint = unigram[:, None] * shown_given_original                  # (w, v)
+    posterior = joint / joint.sum(dim=0, keepdim=True)               # (w, v): p(w | v) by Bayes' rule
+
+    originals = torch.multinomial(unigram.float(), 4000, replacement=True, generator=generator).view(40, 100)
+    corrupted, labels = mlm_mask_tokens(originals, mask_id, vocab_size, [mask_id], mask_prob=0.5,
+                                        generator=generator)
+    selected = labels != IGNORE_INDEX
+    by_enumeration = -posterior[labels[selected], corrupted[selected]].log().mean().item()
+    assert_close(context_free_mlm_loss(unigram, corrupted, labels, mask_id), by_enumeration, rtol=1e-9, atol=1e-9)
+
+    unigram_loss = -unigram[labels[selected]].log().mean().item()
+    assert context_free_mlm_loss(unigram, corrupted, labels, mask_id) < unigram_loss   # the visible tenth helps
+    all_masked = torch.where(selected, mask_id, corrupted)            # nothing visible: the unigram loss exactly
+    assert_close(context_free_mlm_loss(unigram, all_masked, labels, mask_id), unigram_loss)
+
+
+def test_context_gap_is_zero_without_context_and_swap_keeps_m():
+    corrupted = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 9, 4, 2]])
+    labels = torch.tensor([[-100, 5, -100, -100, -100], [-100, -100, -100, 4, -100]])
+    other = torch.tensor([[1, 10, 11, 12, 2], [1, 13, 14, 15, 2]])
+    assert swap_context(corrupted, labels, other).tolist() == [[1, 5, 11, 12, 2], [1, 13, 14, 4, 2]]
+    with pytest.raises(ValueError, match=r"other_context must have the shape of corrupted \(2, 5\), "
+                                         r"got Tensor of shape \(2, 4\)"):
+        swap_context(corrupted, labels, other[:, :4])
+
+    torch.manual_seed(0)   # a wide initialisation, so that even untrained attention is far from uniform
+    model = BertForMaskedLM(BertConfig(**TINY, pooler=False, initializer_range=0.5)).double().eval()
+    assert abs(mlm_context_gap(model, corrupted, labels, other)) > 1e-2       # it reads the other positions
+
+    def own_position_only(module, args, kwargs):                            # attention from each position to itself
+        kwargs["attn_mask"] = torch.eye(args[0].shape[1], dtype=torch.bool)
+        return args, kwargs
+
+    model.bert.encoder.register_forward_pre_hook(own_position_only, with_kwargs=True)
+    assert abs(mlm_context_gap(model, corrupted, labels, other)) < 1e-12     # blind to them: no gap at all
+
+
+def test_mlm_bounds_per_mode_and_their_checks(monkeypatch):
+    monkeypatch.setenv("MMTUTORIAL_QUICK", "1")
+    quick_bounds = {name: bound["quick"] for name, bound in MLM_BOUNDS.items()}
+    assert {name: mlm_bound(name) for name in MLM_BOUNDS} == quick_bounds
+    assert mlm_beats_unigram(5.3, 5.78) and not mlm_beats_unigram(5.6, 5.78)      # QUICK: 0.2 below
+    assert mlm_uses_context(0.06) and not mlm_uses_context(0.0)
+    assert mlm_wrong_loss_flatters(2.3, 5.3) and not mlm_wrong_loss_flatters(5.2, 5.3)
+    monkeypatch.setenv("MMTUTORIAL_QUICK", "0")
+    assert mlm_bound("unigram_margin") == MLM_BOUNDS["unigram_margin"]["full"] == 0.3
+    assert not mlm_beats_unigram(5.6, 5.78) and not mlm_uses_context(0.1)
+    with pytest.raises(ValueError, match="unknown bound 'margin'; expected one of"):
+        mlm_bound("margin")
+    with pytest.raises(TypeError, match="context_gap must be a number of nats .a float., got Tensor"):
+        mlm_uses_context(torch.tensor(0.3))
+    with pytest.raises(ValueError, match="val_loss must be a finite number of nats, got nan"):
+        mlm_beats_unigram(float("nan"), 5.0)
+    with pytest.raises(ValueError, match="loss_on_m must be > 0 nats, got 0.0"):
+        mlm_wrong_loss_flatters(1.0, 0.0)
+    unigram = torch.full((5,), 0.2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="unigram must be positive frequencies that sum to 1"):
+        context_free_mlm_loss(unigram * 2, torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long), 0)
+    with pytest.raises(TypeError, match="unigram must be a 1-d float tensor"):
+        context_free_mlm_loss([0.5, 0.5], torch.zeros(1, 3, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long), 0)
+    with pytest.raises(ValueError, match="every label is -100"):
+        context_free_mlm_loss(unigram, torch.zeros(1, 3, dtype=torch.long), torch.full((1, 3), -100), 0)
 
 
 # --------------------------------------------------------------------------------------------------

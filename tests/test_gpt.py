@@ -6,7 +6,8 @@ import torch
 from torch.testing import assert_close
 
 import mmtutorial as mmt
-from mmtutorial.models.gpt import GPT, GPTConfig, generation_flops, sample_next_token, top_k_filter, top_p_filter
+from mmtutorial.models.gpt import (BIGRAM_MARGIN, GPT, GPTConfig, beats_bigram, generation_flops,
+                                   required_margin_over_bigram, sample_next_token, top_k_filter, top_p_filter)
 from mmtutorial.zoo.gpt2 import config_from_hf_gpt2, load_hf_gpt2
 
 transformers = pytest.importorskip("transformers")
@@ -308,3 +309,18 @@ def test_input_and_target_checks_queue_on_cuda_without_a_synchronisation():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()                        # the queued checks passed
+
+
+def test_bigram_bound_per_mode_and_its_checks(monkeypatch):
+    """Chapter 7's result bound (tests/test_quick_bounds.py applies it to broken models)."""
+    monkeypatch.setenv("MMTUTORIAL_QUICK", "1")
+    assert required_margin_over_bigram() == BIGRAM_MARGIN["quick"] == 0.2
+    assert beats_bigram(2.9, 3.28) and not beats_bigram(3.1, 3.28) and not beats_bigram(3.28, 3.28)
+    monkeypatch.setenv("MMTUTORIAL_QUICK", "0")
+    assert required_margin_over_bigram() == BIGRAM_MARGIN["full"] == 0.3
+    assert beats_bigram(2.9, 3.28) and not beats_bigram(3.0, 3.28)
+    with pytest.raises(TypeError, match="model_loss must be a number of nats per token .a float., got Tensor"):
+        beats_bigram(torch.tensor(2.9), 3.28)
+    with pytest.raises(ValueError, match="bigram_loss must be a finite number of nats per token, got inf"):
+        beats_bigram(2.9, float("inf"))
+

@@ -19,9 +19,13 @@ mean negative log-likelihood of the original tokens at the chosen positions only
 (``mlm_loss``; labels are -100 elsewhere, the ``ignore_index`` of ``F.cross_entropy``).
 
 ``mmtutorial.zoo.bert`` loads Hugging Face BERT weights (e.g. all-MiniLM-L6-v2) into these classes.
+The end of the file holds chapter 8's result bounds on a tiny pretrained BERT (``mlm_beats_unigram``,
+``mlm_uses_context``, ``mlm_wrong_loss_flatters``), written once for the chapter and its unit test, with the
+two baselines they are measured against (``context_free_mlm_loss``, ``mlm_context_gap``).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
@@ -29,11 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import check_token_ids
+from ..checks import check_token_ids, describe
+from ..config import scale
 from ..nn import TransformerConfig, TransformerEncoder
 
 __all__ = ["init_bert_weights", "BertConfig", "BertEmbeddings", "BertModel", "BertMLMHead", "BertForMaskedLM", "mean_pool",
-           "mlm_mask_tokens", "mlm_loss", "IGNORE_INDEX"]
+           "mlm_mask_tokens", "mlm_loss", "IGNORE_INDEX", "context_free_mlm_loss", "swap_context",
+           "mlm_context_gap", "MLM_BOUNDS", "mlm_bound", "mlm_beats_unigram", "mlm_uses_context",
+           "mlm_wrong_loss_flatters"]
 
 IGNORE_INDEX = -100  # label of positions that do not count in the MLM loss (F.cross_entropy's default)
 
@@ -329,3 +336,116 @@ def mlm_mask_tokens(input_ids: Tensor, mask_token_id: int, vocab_size: int, spec
     corrupted = input_ids.masked_fill(to_mask, mask_token_id)
     corrupted = torch.where(to_random, random_ids, corrupted)           # the last 10 % keep their token
     return corrupted, labels
+
+
+# ---------------------------------------------------------------------------------------------------
+# Chapter 8's result: what a model that ignores the context can reach, and the bounds the tiny BERT
+# must meet (one place for the chapter and tests/test_quick_bounds.py)
+# ---------------------------------------------------------------------------------------------------
+
+def context_free_mlm_loss(unigram: Tensor, corrupted: Tensor, labels: Tensor, mask_token_id: int) -> float:
+    """The MLM loss (nats per position of M) of the best model that ignores the context: it sees only the
+    (corrupted) token at its own position and knows the unigram frequencies ``unigram`` (vocab,).
+
+    With ``mlm_mask_tokens``' rule a selected token w shows [MASK] with probability 0.8 (+ 0.1 / V when the
+    random id is [MASK]), a random id v with 0.1 / V each, and itself with 0.1.  By Bayes' rule:
+
+        p(w | [MASK]) = q(w),        p(w | v) = q(w) ([w = v] + 1/V) / (q(v) + 1/V)   for v != [MASK],
+
+    so at the 10 % of M that show their own token the answer is visible, and this model beats the unigram
+    baseline -mean log q(w) without any context.  ``corrupted`` and ``labels`` (batch, seq) come from
+    ``mlm_mask_tokens`` with ``vocab_size = len(unigram)``.
+    """
+    if not isinstance(unigram, Tensor) or unigram.dim() != 1 or not unigram.is_floating_point():
+        raise TypeError(f"unigram must be a 1-d float tensor of token frequencies (vocab,), got {describe(unigram)}")
+    if not bool((unigram > 0).all()) or abs(float(unigram.sum()) - 1.0) > 1e-6:
+        raise ValueError(f"unigram must be positive frequencies that sum to 1 (smooth the counts), got values "
+                         f"in [{float(unigram.min()):.3g}, {float(unigram.max()):.3g}] summing to "
+                         f"{float(unigram.sum()):.6g}")
+    vocab_size = unigram.numel()
+    check_token_ids(corrupted, vocab_size, name="corrupted")
+    if not isinstance(labels, Tensor) or labels.shape != corrupted.shape:
+        raise ValueError(f"labels must have the shape of corrupted {tuple(corrupted.shape)}, got {describe(labels)}")
+    selected = labels != IGNORE_INDEX                                         # (batch, seq): the set M
+    if not bool(selected.any()):
+        raise ValueError("no position is selected (every label is -100): the MLM loss is undefined")
+    q = unigram.double().cpu()
+    targets, shown = labels[selected].cpu(), corrupted[selected].cpu()        # (|M|,) each
+    q_target, q_shown = q[targets], q[shown]                                  # (|M|,) each
+    copy = (shown == targets).double()                                        # 1 where the token is unchanged
+    posterior = torch.where(shown == mask_token_id, q_target,
+                            q_target * (copy + 1 / vocab_size) / (q_shown + 1 / vocab_size))
+    return -posterior.log().mean().item()
+
+
+def swap_context(corrupted: Tensor, labels: Tensor, other_context: Tensor) -> Tensor:
+    """The inputs with their context replaced: positions of M (labels != -100) keep their corrupted token,
+    every other position takes the token of ``other_context`` (batch, seq), e.g. other passages.
+
+    A model whose predictions on M ignore the other positions scores exactly the same on both inputs.
+    """
+    for name, tensor in (("labels", labels), ("other_context", other_context)):
+        if not isinstance(tensor, Tensor) or tensor.shape != corrupted.shape:
+            raise ValueError(f"{name} must have the shape of corrupted {tuple(corrupted.shape)}, "
+                             f"got {describe(tensor)}")
+    return torch.where(labels != IGNORE_INDEX, corrupted, other_context)       # (batch, seq)
+
+
+@torch.no_grad()
+def mlm_context_gap(model: nn.Module, corrupted: Tensor, labels: Tensor, other_context: Tensor) -> float:
+    """How much the context is worth to ``model`` (a ``BertForMaskedLM``, in eval mode), in nats per position
+    of M: its MLM loss with the context swapped for ``other_context`` (``swap_context``) minus its loss on
+    ``corrupted`` itself.  0 for any model that ignores the context; > 0 when the right context helps."""
+    device = next(model.parameters()).device
+    swapped = swap_context(corrupted, labels, other_context)
+    labels = labels.to(device)
+    intact = model(corrupted.to(device), labels=labels).item()
+    return model(swapped.to(device), labels=labels).item() - intact
+
+
+# Bounds on chapter 8's tiny BERT, per mode.  Each one fails for an untrained model (loss near log V, no
+# context gap, the same loss on every token); the context gap also fails, exactly, for every model that
+# ignores the context.  The unigram margin alone would not: a model that copies the token it sees reaches
+# context_free_mlm_loss, 0.56 nats below the unigram baseline (QUICK data).  Measured (1 CPU thread):
+# QUICK margin 0.44, gap 0.12, ratio 0.43; full margin 0.60, gap 0.37, ratio 0.31.
+MLM_BOUNDS = {
+    "unigram_margin": {"full": 0.3, "quick": 0.2},   # validation MLM loss below the unigram baseline by more (nats)
+    "context_gap": {"full": 0.2, "quick": 0.05},     # the loss rises by more when the context is swapped (nats)
+    "wrong_loss_ratio": {"full": 0.6, "quick": 0.6},  # 'loss' over every ordinary token < ratio * loss over M
+}
+
+
+def mlm_bound(name: str) -> float:
+    """The bound ``MLM_BOUNDS[name]`` for the current mode (``MMTUTORIAL_QUICK``)."""
+    if name not in MLM_BOUNDS:
+        raise ValueError(f"unknown bound {name!r}; expected one of {sorted(MLM_BOUNDS)}")
+    return scale(full=MLM_BOUNDS[name]["full"], quick=MLM_BOUNDS[name]["quick"])
+
+
+def _check_nats(**values: float) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a number of nats (a float), got {describe(value)}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number of nats, got {value!r}")
+
+
+def mlm_beats_unigram(val_loss: float, unigram_loss: float) -> bool:
+    """The validation MLM loss lies below the unigram baseline by more than ``mlm_bound("unigram_margin")``."""
+    _check_nats(val_loss=val_loss, unigram_loss=unigram_loss)
+    return val_loss < unigram_loss - mlm_bound("unigram_margin")
+
+
+def mlm_uses_context(context_gap: float) -> bool:
+    """The context is worth more than ``mlm_bound("context_gap")`` nats (``mlm_context_gap``)."""
+    _check_nats(context_gap=context_gap)
+    return context_gap > mlm_bound("context_gap")
+
+
+def mlm_wrong_loss_flatters(loss_everywhere: float, loss_on_m: float) -> bool:
+    """The wrong 'loss' over every ordinary token is below ``mlm_bound("wrong_loss_ratio")`` times the real
+    loss over M: most of its terms are visible tokens that a trained model copies."""
+    _check_nats(loss_everywhere=loss_everywhere, loss_on_m=loss_on_m)
+    if loss_on_m <= 0:
+        raise ValueError(f"loss_on_m must be > 0 nats, got {loss_on_m!r}")
+    return loss_everywhere < mlm_bound("wrong_loss_ratio") * loss_on_m
