@@ -585,3 +585,14 @@ def test_bad_calls():
         sc.pair_label("red", "star")
     with pytest.raises(ValueError, match="needs an rng"):
         sc.render([sc.make_object("circle", "red", "small", (5, 5), 3)], noise=1.0)
+
+
+def test_standardize_images_uses_the_given_images_statistics():
+    images = torch.rand(6, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    standardised, mean, std = sc.standardize_images(images)
+    assert mean.shape == std.shape == (1, 3, 1, 1)
+    torch.testing.assert_close(standardised.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-6, rtol=0)
+    torch.testing.assert_close(standardised.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close((images - mean) / std, standardised)
+    with pytest.raises(ValueError, match=r"float tensor \(N, channels, height, width\), got \(3, 4, 4\)"):
+        sc.standardize_images(images[0])

@@ -49,7 +49,7 @@ __all__ = [
     "SceneConfig", "SceneObject", "Scene", "QA", "Vocabulary",
     "shape_stamp", "make_object", "render", "scene_from_objects",
     "generate_scene", "generate_scenes", "single_object_scenes",
-    "pair_label", "seen_pairs", "to_tensors", "SceneDataset", "boxes_and_labels", "detection_targets",
+    "pair_label", "seen_pairs", "to_tensors", "standardize_images", "SceneDataset", "boxes_and_labels", "detection_targets",
     "tokenize", "caption_vocabulary", "answer_vocabulary", "show_scenes",
 ]
 
@@ -707,6 +707,17 @@ def to_tensors(scenes: Iterable[Scene]):
     """All images as one float32 tensor (N, 3, H, W) in [0, 1]."""
     images = np.stack([s.image for s in _check_scenes(scenes)])              # (N, H, W, 3) uint8
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, H, W)
+
+
+def standardize_images(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-channel standardisation with the statistics of ``images`` (N, 3, H, W) themselves (the training set):
+    returns (standardised images, mean (1, 3, 1, 1), std (1, 3, 1, 1)), the statistics to reuse on new images."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a float tensor (N, channels, height, width), got {got}")
+    mean = images.mean(dim=(0, 2, 3), keepdim=True)                      # (1, C, 1, 1)
+    std = images.std(dim=(0, 2, 3), keepdim=True)                        # (1, C, 1, 1)
+    return (images - mean) / std, mean, std
 
 
 class SceneDataset(Dataset):

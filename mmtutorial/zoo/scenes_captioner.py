@@ -113,16 +113,14 @@ def load_or_train_scenes_captioner(device=None, progress: bool = True) -> Scenes
     recipe, vocab = scenes_captioner_recipe(), scenes.caption_vocabulary()
     config, train_config = scenes_captioner_config(vocab, recipe), recipe.train_config()
     train_scenes = training_scenes(recipe)
-    train_images = scenes.to_tensors(train_scenes)                       # (N, 3, 32, 32) in [0, 1]
-    pixel_mean = train_images.mean(dim=(0, 2, 3), keepdim=True)          # (1, 3, 1, 1)
-    pixel_std = train_images.std(dim=(0, 2, 3), keepdim=True)
+    train_images, pixel_mean, pixel_std = scenes.standardize_images(scenes.to_tensors(train_scenes))  # (N, 3, 32, 32)
     device = torch.device(device) if device is not None else get_device()
     torch.manual_seed(recipe.seed)                                       # the initial weights
     model = Captioner(config).to(device)
 
     def train(network: Captioner) -> History:
         captions = [scene.captions()[0] for scene in train_scenes]
-        data = ((train_images - pixel_mean) / pixel_std,                 # (N, 3, 32, 32) standardised
+        data = (train_images,                                            # (N, 3, 32, 32) standardised
                 vocab.encode_batch(captions, max_len=recipe.max_seq_len))  # (N, max_seq_len)
         return fit(network, data, config=replace(train_config, progress=progress), loss_fn=caption_loss,
                    device=device)

@@ -121,16 +121,14 @@ def load_or_train_scenes_clip(device=None, progress: bool = True) -> ScenesCLIP:
     recipe, vocab = scenes_clip_recipe(), scenes.caption_vocabulary()
     config, train_config = scenes_clip_config(vocab, recipe), recipe.train_config()
     train_scenes = training_scenes(recipe)
-    train_images = scenes.to_tensors(train_scenes)                       # (N, 3, 32, 32) in [0, 1]
-    pixel_mean = train_images.mean(dim=(0, 2, 3), keepdim=True)          # (1, 3, 1, 1)
-    pixel_std = train_images.std(dim=(0, 2, 3), keepdim=True)
+    train_images, pixel_mean, pixel_std = scenes.standardize_images(scenes.to_tensors(train_scenes))  # (N, 3, 32, 32)
     device = torch.device(device) if device is not None else get_device()
     torch.manual_seed(recipe.seed)                                       # the initial weights
     model = CLIP(config).to(device)
 
     def train(network: CLIP) -> History:
         captions = [scene.captions()[0] for scene in train_scenes]
-        data = ((train_images - pixel_mean) / pixel_std,                 # (N, 3, 32, 32) standardised
+        data = (train_images,                                            # (N, 3, 32, 32) standardised
                 vocab.encode_batch(captions, max_len=recipe.max_seq_len))  # (N, max_seq_len)
         return train_clip(network, data, replace(train_config, progress=progress), device=device)
 
