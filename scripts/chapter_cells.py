@@ -38,6 +38,7 @@ CHAPTERS: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
     14: ((), ("espeak-ng",)),
     15: (("open_clip",), ("dataset-fashion-mnist",)),
     16: (("sacrebleu",), ()),
+    17: (("transformers",), ()),
 }
 COLAB_MARK = "colab.research.google.com"
 SETUP_END = "print(mmt.describe_run(device))"

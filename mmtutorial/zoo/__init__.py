@@ -12,7 +12,8 @@ Here, one module per source of weights:
 - the book's own trained models, each a "load if cached, else train, and say which" recipe shared by the
   chapter that teaches it and every later chapter that reuses it: ``fashion`` (chapter 10's CNN, chapter
   11's ViT), ``spoken_digits`` (chapter 12's audio CNN), ``scenes_clip`` (chapter 15's CLIP),
-  ``scenes_captioner`` (chapter 16's captioner).
+  ``scenes_captioner`` (chapter 16's captioner), ``scenes_vlm`` (chapter 17's vision-language model and its
+  blind baseline).
 
 Sub-modules are imported on first use (``mmt.zoo.bert.load_minilm()``).
 """
@@ -21,7 +22,8 @@ from __future__ import annotations
 from ..utils import lazy_submodules
 
 _SUBMODULES = {"torch_nn", "gpt2", "bert", "openclip", "torchvision_models", "efficientnet", "fashion",
-               "spoken_digits", "scenes_clip", "scenes_captioner"}
+               "spoken_digits", "scenes_clip", "scenes_captioner",
+               "scenes_vlm"}
 
 
 __getattr__ = lazy_submodules(__name__, _SUBMODULES)

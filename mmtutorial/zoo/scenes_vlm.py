@@ -1,0 +1,233 @@
+"""Chapter 17's small vision-language model on synthetic scenes: recipes for stage 1, stage 2 and the blind
+baseline, each "load if cached, else train, and say which".
+
+The vision encoder is chapter 15's scenes CLIP image tower (:func:`scenes_clip.load_or_train_scenes_clip`):
+its final token states (class token + 4 x 4 patch tokens, 64-d each) are the image tokens.  It was trained
+on captions that list every object left to right with its colour and shape and give counts ("there are 3
+shapes"), so its patch tokens carry colour, shape, count and left-right order; frozen, they are read once per
+scene and cached in memory, which makes every training step a language-model step only.
+
+* stage 1 (alignment): ``<image> <bos> caption <eos>``, the loss on the caption; LLaVA trains only the
+  projector here because its LM is pretrained, ours is trained from scratch so projector and LM both learn;
+* stage 2 (visual instruction tuning): ``<image> <bos> question answer <eos>``, the loss on the answer only;
+* blind baseline: stage 2 with the image tokens zeroed (the same LM, the same questions, no picture).
+
+Question kinds: the scenes' count, color, shape, position and relation questions, plus *existence*
+questions made here from the exact object lists ("is there a red circle?" yes/no, balanced).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..config import get_device, scale
+from ..data import scenes
+from ..models.vlm import VLM, VLMConfig, conversation_sequences, instruction_sequences
+from ..training import History, TrainConfig, fit, load_or_train
+from . import scenes_clip
+
+__all__ = ["KINDS", "VLMRecipe", "scenes_vlm_recipe", "existence_questions", "sample_questions", "question_conversations",
+           "RECIPES", "vlm_config", "ScenesVLM", "load_or_train_scenes_vlm", "vqa_accuracy", "answer_questions"]
+
+KINDS: tuple[str, ...] = ("count", "color", "shape", "position", "relation", "existence")
+_PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses"}
+
+
+@dataclass
+class VLMRecipe:
+    """Data sizes and training settings (QUICK mode: fewer scenes and epochs)."""
+    train_count: int              # training scenes (a prefix of the "train" split)
+    caption_epochs: int           # stage 1 passes over the scenes' captions
+    qa_epochs: int                # stage 2 passes over the question-answer pairs
+    per_kind: int = 2             # questions of each kind drawn per training scene (one conversation)
+    batch_size: int = 8           # conversations (scenes) per batch: ~80 answers; small, for more steps
+    lr: float = 2e-3              # peak of the one-cycle schedule
+    encoder_lr: float = 3e-4      # the vision encoder's rate when it is fine-tuned (an ablation)
+    weight_decay: float = 0.01
+    seed: int = 0
+    max_text_len: int = 200       # text positions: a scene's questions as one conversation (about 150 tokens)
+
+
+RECIPES = ("main", "ablation")
+
+
+def scenes_vlm_recipe(budget: str = "main") -> VLMRecipe:
+    """``"main"`` (the chapter's model and its blind baseline): full 1,000 scenes, 2 caption epochs and 6 QA
+    epochs, QUICK 150 scenes, 1 and 3; ``"ablation"`` (the four variants compared with each other): full 500
+    scenes, 1 and 6, QUICK 50 scenes, 1 and 2.  QUICK keeps every code path, not the accuracy."""
+    if budget == "main":
+        return VLMRecipe(train_count=scale(full=1_000, quick=150), caption_epochs=scale(full=2, quick=1),
+                         qa_epochs=scale(full=6, quick=3))
+    if budget == "ablation":
+        return VLMRecipe(train_count=scale(full=500, quick=50), caption_epochs=1, qa_epochs=scale(full=6, quick=2))
+    raise ValueError(f"budget must be one of {RECIPES}, got {budget!r}")
+
+
+def existence_questions(scene: scenes.Scene, rng: np.random.Generator) -> list[scenes.QA]:
+    """Balanced "is there a ...?" questions: one about an object in the scene (yes), one about a colour-shape
+    pair that is absent (no), with the exact answer from the object list."""
+    present = {o.pair for o in scene.objects}
+    absent = [pair for pair in scenes.PAIRS if pair not in present]
+    yes = sorted(present)[int(rng.integers(len(present)))]
+    no = absent[int(rng.integers(len(absent)))]
+    return [scenes.QA(f"is there a {c} {s}?", "yes", "existence") for c, s in (yes,)] + \
+           [scenes.QA(f"is there a {c} {s}?", "no", "existence") for c, s in (no,)]
+
+
+def sample_questions(scene_list: Sequence[scenes.Scene], per_kind: int, seed: int) -> list[tuple[int, scenes.QA]]:
+    """(scene index, QA) pairs: up to ``per_kind`` random questions of each kind per scene."""
+    rng = np.random.default_rng(seed)
+    examples = []
+    for index, scene in enumerate(scene_list):
+        by_kind: dict[str, list[scenes.QA]] = {kind: [] for kind in KINDS}
+        for qa in scene.questions() + existence_questions(scene, rng):
+            by_kind[qa.kind].append(qa)
+        for kind in KINDS:
+            options = by_kind[kind]
+            for k in rng.permutation(len(options))[:per_kind]:
+                examples.append((index, options[int(k)]))
+    return examples
+
+
+def question_conversations(scene_list: Sequence[scenes.Scene], per_kind: int, seed: int) -> list[list[tuple[str, str]]]:
+    """One conversation per scene: its sampled questions (:func:`sample_questions`) in a random order, as
+    (question, answer) turns."""
+    rng = np.random.default_rng(seed + 1)
+    turns: list[list[tuple[str, str]]] = [[] for _ in scene_list]
+    for index, qa in sample_questions(scene_list, per_kind, seed):
+        turns[index].append((qa.question, qa.answer))
+    return [[conversation[int(k)] for k in rng.permutation(len(conversation))] for conversation in turns]
+
+
+def vlm_config(vocab: scenes.Vocabulary, clip_config, recipe: VLMRecipe, projector: str = "mlp") -> VLMConfig:
+    """The tiny VLM: a 2-block GPT of width 64 after the CLIP tower's 17 tokens."""
+    vision = clip_config.vision
+    return VLMConfig(vocab_size=len(vocab), max_seq_len=vision.num_tokens + recipe.max_text_len, dim=64,
+                     num_layers=2, num_heads=4, vision_dim=vision.dim, num_image_tokens=vision.num_tokens,
+                     projector=projector)
+
+
+@dataclass
+class ScenesVLM:
+    """A trained scenes VLM with what it needs to read scenes and questions."""
+    model: VLM                     # eval mode; holds the CLIP image tower as its (frozen or tuned) encoder
+    histories: dict[str, History | None]   # "stage1", "stage2" (absent stages are None)
+    clip: scenes_clip.ScenesCLIP   # pixel standardisation and vocabulary
+    blind: bool                    # trained (and evaluated) without the image
+
+    def pixels(self, scene_list: Sequence[scenes.Scene]) -> Tensor:
+        return self.clip.pixels(scene_list)                                     # (n, 3, 32, 32)
+
+
+def _encoder(clip: scenes_clip.ScenesCLIP, finetune: bool):
+    """A copy of the CLIP image tower (fine-tuning must not change chapter 15's cached model)."""
+    import copy
+    vit = copy.deepcopy(clip.model.visual.vit)
+    vit.requires_grad_(finetune)
+    return vit
+
+
+def load_or_train_scenes_vlm(projector: str = "mlp", stage1: bool = True, finetune_encoder: bool = False,
+                             blind: bool = False, budget: str = "main", device=None,
+                             progress: bool = True) -> ScenesVLM:
+    """The chapter's VLM (``blind=True``: the text-only baseline), loaded from the cache or trained now.
+
+    ``projector`` "mlp" or "linear"; ``stage1=False`` skips caption alignment; ``finetune_encoder`` trains the
+    CLIP tower too (at ``recipe.encoder_lr``).  The blind baseline has no stage 1 (captions without an image
+    teach nothing about the scene).  ``budget``: the ``"main"`` recipe or the smaller ``"ablation"`` one.
+    """
+    if blind:
+        stage1 = False                                        # the blind model only ever sees questions
+    if projector not in ("linear", "mlp"):
+        raise ValueError(f"projector must be 'linear' or 'mlp', got {projector!r}")
+    recipe, device = scenes_vlm_recipe(budget), torch.device(device) if device is not None else get_device()
+    clip = scenes_clip.load_or_train_scenes_clip(device=device, progress=progress)
+    vocab = clip.vocab
+    torch.manual_seed(recipe.seed)
+    model = VLM(vlm_config(vocab, clip.model.config, recipe, projector), _encoder(clip, finetune_encoder),
+                freeze_vision=not finetune_encoder).to(device)
+    train_scenes = scenes.generate_scenes(recipe.train_count, split="train", seed=recipe.seed)
+    pixels = clip.pixels(train_scenes).to(device)                            # (S, 3, 32, 32)
+    features = None
+    if not finetune_encoder:
+        with torch.no_grad():                                                # the frozen encoder, once per scene
+            features = torch.cat([model.encode_images(chunk) for chunk in pixels.split(512)])  # (S, 17, 64)
+
+    def loss_fn(network: VLM, batch) -> Tensor:
+        index, tokens, targets = batch
+        if blind:
+            return network(tokens, targets=targets, blind=True)[1]
+        if features is not None:
+            return network(tokens, image_features=features[index], targets=targets)[1]
+        return network(tokens, images=pixels[index], targets=targets)[1]
+
+    def optimizer_for(network: VLM, train_config: TrainConfig):
+        groups = [{"params": [p for n, p in network.named_parameters() if not n.startswith("vision.")]}]
+        if finetune_encoder:
+            groups.append({"params": list(network.vision.parameters()), "lr": recipe.encoder_lr})
+        return torch.optim.AdamW(groups, lr=train_config.lr, weight_decay=train_config.weight_decay)
+
+    def stage(network: VLM, conversations, epochs, seed) -> History:
+        tokens, targets, _ = conversation_sequences(vocab, conversations, max_len=recipe.max_text_len)
+        train_config = TrainConfig(epochs=epochs, batch_size=recipe.batch_size, lr=recipe.lr, schedule="onecycle",
+                                   weight_decay=recipe.weight_decay, seed=seed, progress=progress)
+        data = (torch.arange(len(train_scenes)), tokens, targets)           # one conversation per scene
+        return fit(network, data, config=train_config, loss_fn=loss_fn,
+                   optimizer=optimizer_for(network, train_config), device=device)
+
+    histories: dict[str, History | None] = {"stage1": None, "stage2": None}
+    variant = {"projector": projector, "finetune_encoder": finetune_encoder, "blind": blind,
+               "model": model.config.to_dict(), "recipe": asdict(recipe), "clip": scenes_clip.SCENES_CLIP_CACHE_NAME}
+    if stage1:
+        def train_stage1(network: VLM) -> History:
+            # all of a scene's captions in one sequence, each an empty-prompt turn: one image, many captions
+            return stage(network, [[("", caption) for caption in scene.captions()] for scene in train_scenes],
+                         recipe.caption_epochs, recipe.seed)
+        histories["stage1"] = load_or_train("vlm-scenes-stage1", model, train_stage1, config=variant)
+
+    def train_stage2(network: VLM) -> History:
+        return stage(network, question_conversations(train_scenes, recipe.per_kind, recipe.seed),
+                     recipe.qa_epochs, recipe.seed + 1)
+    histories["stage2"] = load_or_train("vlm-scenes-stage2" if not blind else "vlm-scenes-blind", model, train_stage2,
+                                        config={**variant, "stage1": stage1})
+    return ScenesVLM(model.eval(), histories, clip, blind)
+
+
+@torch.no_grad()
+def answer_questions(vlm: ScenesVLM, scene_list: Sequence[scenes.Scene], examples: Sequence[tuple[int, scenes.QA]],
+                     batch_size: int = 512) -> list[str]:
+    """The model's one-word answer (argmax at the answer position) to each (scene index, QA) pair."""
+    model, vocab = vlm.model, vlm.clip.vocab
+    device = next(model.parameters()).device
+    pixels = vlm.pixels(scene_list).to(device)                                      # (S, 3, 32, 32)
+    tokens, _, starts = instruction_sequences(vocab, [qa.question for _, qa in examples],
+                                              [qa.answer for _, qa in examples])
+    index = torch.as_tensor([i for i, _ in examples])
+    answers = []
+    for chunk in torch.arange(len(examples)).split(batch_size):
+        ids = tokens[chunk].to(device)
+        if vlm.blind:
+            logits, _ = model(ids, blind=True)
+        else:
+            logits, _ = model(ids, images=pixels[index[chunk].to(device)])        # (b, T, vocab)
+        best = logits[torch.arange(len(chunk)), starts[chunk].to(device)].argmax(dim=-1)   # (b,)
+        answers += [vocab.tokens[int(k)] for k in best]
+    return answers
+
+
+def vqa_accuracy(vlm: ScenesVLM, scene_list: Sequence[scenes.Scene], examples: Sequence[tuple[int, scenes.QA]]
+                 ) -> dict[str, float]:
+    """Accuracy per question kind (and "all") of the model's answers on the given questions."""
+    answers = answer_questions(vlm, scene_list, examples)
+    right, total = Counter(), Counter()
+    for (_, qa), answer in zip(examples, answers):
+        total[qa.kind] += 1
+        right[qa.kind] += answer == qa.answer
+    result = {kind: right[kind] / total[kind] for kind in KINDS if total[kind]}
+    result["all"] = sum(right.values()) / max(1, sum(total.values()))
+    return result
