@@ -59,7 +59,7 @@ serve:
 test: setup
 	rm -rf $(TEST_CACHE)
 	OMP_NUM_THREADS=1 MMTUTORIAL_QUICK=1 MMTUTORIAL_CACHE=$(TEST_CACHE) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile \
-		--nbmake --nbmake-timeout=600 tests book
+		--nbmake --nbmake-timeout=600 --durations=30 tests book
 	$(PY) scripts/build_book.py --no-execute
 	$(MAKE) --no-print-directory test-site SITE=_build/check/_build/html
 
