@@ -39,6 +39,7 @@ CHAPTERS: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
     15: (("open_clip",), ("dataset-fashion-mnist",)),
     16: (("sacrebleu",), ()),
     17: (("transformers",), ()),
+    18: (("torchmetrics", "pycocotools", "transformers"), ()),
 }
 COLAB_MARK = "colab.research.google.com"
 SETUP_END = "print(mmt.describe_run(device))"
