@@ -31,12 +31,68 @@ from ..checks import check_token_ids, describe
 from ..data.scenes import Vocabulary
 from ..nn import KVCache
 from .gpt import GPT, IGNORE_INDEX, GPTConfig, sample_next_token
+from ..nn.conv import conv_stack
 from .vit import ViT
 
-__all__ = ["PROJECTORS", "VLMConfig", "Projector", "VLM", "conversation_sequences", "instruction_sequences",
+__all__ = ["PROJECTORS", "GridCNNConfig", "GridCNN", "VLMConfig", "Projector", "VLM", "conversation_sequences", "instruction_sequences",
            "IGNORE_INDEX"]
 
 PROJECTORS = ("linear", "mlp")
+
+
+@dataclass
+class GridCNNConfig:
+    image_size: int = 32                       # square input images
+    in_channels: int = 3
+    channels: tuple[int, ...] = (32, 64, 64)   # one conv block each (3x3 conv, BatchNorm, ReLU, 2x2 max-pool)
+    dim: int = 64                              # width of every output token
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(self.channels)
+        for name in ("image_size", "in_channels", "dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"GridCNNConfig.{name} must be a positive int, got {value!r}")
+        if not self.channels or self.image_size % 2 ** len(self.channels):
+            raise ValueError(f"GridCNNConfig: image_size={self.image_size} must be divisible by 2**{len(self.channels)} "
+                             f"(one halving per block of channels={self.channels})")
+
+    @property
+    def grid(self) -> int:
+        """Cells per side of the output grid."""
+        return self.image_size // 2 ** len(self.channels)
+
+    @property
+    def num_tokens(self) -> int:
+        """A summary token and one token per grid cell (17 for 32 px and three blocks, as the 8 px ViT)."""
+        return 1 + self.grid ** 2
+
+
+class GridCNN(nn.Module):
+    """A small CNN vision encoder that keeps *where* things are: chapter 10's conv blocks halve the image
+    three times, and each cell of the final (grid x grid) map becomes one token; a summary token (a linear
+    map of the mean over cells) comes first, as a ViT's class token does.  ``forward_tokens`` has the ViT's
+    contract, so the VLM takes either."""
+
+    def __init__(self, config: GridCNNConfig) -> None:
+        super().__init__()
+        if not isinstance(config, GridCNNConfig):
+            raise TypeError(f"GridCNN wants a GridCNNConfig, got {type(config).__name__}")
+        self.config = config
+        self.features = conv_stack(config.in_channels, config.channels)
+        self.cell = nn.Linear(config.channels[-1], config.dim)                     # per-cell token
+        self.summary = nn.Linear(config.channels[-1], config.dim)                  # whole-image token
+        self.norm = nn.LayerNorm(config.dim)
+
+    def forward_tokens(self, images: Tensor) -> Tensor:
+        """images (batch, C, H, W) -> tokens (batch, 1 + grid**2, dim): summary, then cells row by row."""
+        c = self.config
+        if not isinstance(images, Tensor) or tuple(images.shape[1:]) != (c.in_channels, c.image_size, c.image_size):
+            raise ValueError(f"images must be (batch, {c.in_channels}, {c.image_size}, {c.image_size}), "
+                             f"got {describe(images)}")
+        cells = self.features(images).flatten(2).transpose(1, 2)                  # (batch, grid**2, channels)
+        tokens = torch.cat([self.summary(cells.mean(dim=1, keepdim=True)), self.cell(cells)], dim=1)
+        return self.norm(tokens)                                                  # (batch, 1 + grid**2, dim)
 
 
 @dataclass
@@ -100,13 +156,13 @@ class Projector(nn.Module):
 class VLM(nn.Module):
     """Vision encoder (optional: precomputed features can be passed instead) -> projector -> GPT."""
 
-    def __init__(self, config: VLMConfig, vision_encoder: ViT | None = None, freeze_vision: bool = True) -> None:
+    def __init__(self, config: VLMConfig, vision_encoder: ViT | GridCNN | None = None, freeze_vision: bool = True) -> None:
         super().__init__()
         if not isinstance(config, VLMConfig):
             raise TypeError(f"VLM wants a VLMConfig, got {type(config).__name__}")
         if vision_encoder is not None:
-            if not isinstance(vision_encoder, ViT):
-                raise TypeError(f"vision_encoder must be a mmtutorial ViT or None, got {type(vision_encoder).__name__}")
+            if not isinstance(vision_encoder, (ViT, GridCNN)):
+                raise TypeError(f"vision_encoder must be a mmtutorial ViT, GridCNN or None, got {type(vision_encoder).__name__}")
             if vision_encoder.config.dim != config.vision_dim or vision_encoder.config.num_tokens != config.num_image_tokens:
                 raise ValueError(f"the vision encoder gives {vision_encoder.config.num_tokens} tokens of width "
                                  f"{vision_encoder.config.dim}; the config expects {config.num_image_tokens} of width "
@@ -116,6 +172,7 @@ class VLM(nn.Module):
         self.freeze_vision = freeze_vision
         if vision_encoder is not None and freeze_vision:
             vision_encoder.requires_grad_(False)
+            vision_encoder.eval()                                   # e.g. BatchNorm must use its running statistics
         self.projector = Projector(config.vision_dim, config.dim, config.projector)
         self.lm = GPT(config.lm_config())
 

@@ -13,7 +13,7 @@ Here, one module per source of weights:
   chapter that teaches it and every later chapter that reuses it: ``fashion`` (chapter 10's CNN, chapter
   11's ViT), ``spoken_digits`` (chapter 12's audio CNN), ``scenes_clip`` (chapter 15's CLIP),
   ``scenes_captioner`` (chapter 16's captioner), ``scenes_vlm`` (chapter 17's vision-language model and its
-  blind baseline), ``scenes_detector`` (chapter 18's detector and grounder).
+  blind baseline), ``scenes_grid_encoder`` (its frozen grid encoder), ``scenes_detector`` (chapter 18's detector and grounder).
 
 Sub-modules are imported on first use (``mmt.zoo.bert.load_minilm()``).
 """
@@ -23,7 +23,7 @@ from ..utils import lazy_submodules
 
 _SUBMODULES = {"torch_nn", "gpt2", "bert", "openclip", "torchvision_models", "efficientnet", "fashion",
                "spoken_digits", "scenes_clip", "scenes_captioner",
-               "scenes_vlm", "scenes_detector"}
+               "scenes_vlm", "scenes_grid_encoder", "scenes_detector"}
 
 
 __getattr__ = lazy_submodules(__name__, _SUBMODULES)
