@@ -217,26 +217,31 @@ def load_or_train_scenes_vlm(projector: str = "mlp", stage1: bool = True, finetu
     return ScenesVLM(model.eval(), histories, source, blind)
 
 
-@torch.no_grad()
-def answer_questions(vlm: ScenesVLM, scene_list: Sequence[scenes.Scene], examples: Sequence[tuple[int, scenes.QA]],
-                     batch_size: int = 512) -> list[str]:
-    """The model's one-word answer (argmax at the answer position) to each (scene index, QA) pair."""
+def _answer_position_logits(vlm: ScenesVLM, scene_list: Sequence[scenes.Scene],
+                            examples: Sequence[tuple[int, scenes.QA]], batch_size: int):
+    """For each batch of (scene index, QA) pairs: the token ids (b, T), the positions whose logits predict the
+    answer's first token (b,), and those logits (b, vocab), from the image or, for a blind model, without it."""
     model, vocab = vlm.model, vlm.encoder.vocab
     device = next(model.parameters()).device
     pixels = vlm.pixels(scene_list).to(device)                                      # (S, 3, 32, 32)
     tokens, _, starts = instruction_sequences(vocab, [qa.question for _, qa in examples],
                                               [qa.answer for _, qa in examples])
     index = torch.as_tensor([i for i, _ in examples])
-    answers = []
     for chunk in torch.arange(len(examples)).split(batch_size):
         ids = tokens[chunk].to(device)
-        if vlm.blind:
-            logits, _ = model(ids, blind=True)
-        else:
-            logits, _ = model(ids, images=pixels[index[chunk].to(device)])        # (b, T, vocab)
-        best = logits[torch.arange(len(chunk)), starts[chunk].to(device)].argmax(dim=-1)   # (b,)
-        answers += [vocab.tokens[int(k)] for k in best]
-    return answers
+        images = None if vlm.blind else pixels[index[chunk].to(device)]
+        logits, _ = model(ids, images=images, blind=vlm.blind)                      # (b, T, vocab)
+        positions = starts[chunk].to(device)                                        # (b,)
+        yield ids, positions, logits[torch.arange(len(chunk), device=device), positions]   # (b, vocab)
+
+
+@torch.no_grad()
+def answer_questions(vlm: ScenesVLM, scene_list: Sequence[scenes.Scene], examples: Sequence[tuple[int, scenes.QA]],
+                     batch_size: int = 512) -> list[str]:
+    """The model's one-word answer (argmax at the answer position) to each (scene index, QA) pair."""
+    tokens = vlm.encoder.vocab.tokens
+    return [tokens[int(k)] for _, _, logits in _answer_position_logits(vlm, scene_list, examples, batch_size)
+            for k in logits.argmax(dim=-1)]
 
 
 def vqa_accuracy(vlm: ScenesVLM, scene_list: Sequence[scenes.Scene], examples: Sequence[tuple[int, scenes.QA]]
@@ -257,21 +262,9 @@ def answer_loss(vlm: ScenesVLM, scene_list: Sequence[scenes.Scene], examples: Se
                 batch_size: int = 512) -> dict[str, float]:
     """Mean cross-entropy (nats) of the true answer's first token per question kind (and "all"): a finer
     measure than accuracy, which moves before the argmax does."""
-    model, vocab = vlm.model, vlm.encoder.vocab
-    device = next(model.parameters()).device
-    pixels = vlm.pixels(scene_list).to(device)                                      # (S, 3, 32, 32)
-    tokens, _, starts = instruction_sequences(vocab, [qa.question for _, qa in examples],
-                                              [qa.answer for _, qa in examples])
-    index = torch.as_tensor([i for i, _ in examples])
-    losses = []
-    for chunk in torch.arange(len(examples)).split(batch_size):
-        ids = tokens[chunk].to(device)
-        images = None if vlm.blind else pixels[index[chunk].to(device)]
-        logits, _ = model(ids, images=images, blind=vlm.blind)                      # (b, T, vocab)
-        rows = torch.arange(len(chunk), device=device)
-        position = starts[chunk].to(device)
-        losses.append(torch.nn.functional.cross_entropy(logits[rows, position], ids[rows, position + 1],
-                                                        reduction="none").cpu())
+    losses = [torch.nn.functional.cross_entropy(logits, ids[torch.arange(len(ids), device=ids.device), positions + 1],
+                                                reduction="none").cpu()
+              for ids, positions, logits in _answer_position_logits(vlm, scene_list, examples, batch_size)]
     losses = torch.cat(losses)
     kinds = [qa.kind for _, qa in examples]
     result = {kind: float(losses[[k == kind for k in kinds]].mean()) for kind in KINDS if kind in kinds}
