@@ -339,3 +339,16 @@ def test_progress_bars_collapse_to_what_a_terminal_shows():
         "epoch 1\n100%|##########| 3/3, loss=0.1\ndone"
     assert module.collapse_carriage_returns("no bar here\n") == "no bar here\n"
     assert module.collapse_carriage_returns("last drawing kept\r") == "last drawing kept"
+
+
+def test_a_progress_bar_sent_as_many_stream_outputs_renders_as_one_line():
+    """The kernel sends each tqdm redraw as its own stream output; on the website only the last one remains."""
+    from nbformat import NotebookNode
+    spec = importlib.util.spec_from_file_location("sphinx_progress_lines", ROOT / "scripts" / "sphinx_progress_lines.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module._patch_myst_nb_stream_merging()
+    from myst_nb.core import render
+    redraws = [NotebookNode(output_type="stream", name="stderr", text=f"\rtraining: {p:3d}%") for p in (0, 50, 100)]
+    outputs = render.coalesce_streams(redraws + [NotebookNode(output_type="stream", name="stderr", text="\n")])
+    assert [output["text"] for output in outputs] == ["training: 100%\n"]
