@@ -40,6 +40,9 @@ CHAPTERS: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
     16: (("sacrebleu",), ()),
     17: (("transformers",), ()),
     18: (("torchmetrics", "pycocotools", "transformers"), ()),
+    19: (("transformers", "peft"), ("dataset-fashion-mnist",)),
+    20: (("open_clip",), ("espeak-ng",)),
+    21: ((), ()),
 }
 COLAB_MARK = "colab.research.google.com"
 SETUP_END = "print(mmt.describe_run(device))"

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from mmtutorial.data import scenes
 from mmtutorial.models.vlm import VLM, GridCNN, GridCNNConfig, VLMConfig
+from mmtutorial.nn.positional import sincos_position_embedding_2d
 from mmtutorial.zoo import scenes_grid_encoder as grid
 
 
@@ -23,8 +24,36 @@ def test_grid_cnn_tokens_equal_a_hand_computation():
     summary = F.linear(cells.mean(1, keepdim=True), tower.summary.weight, tower.summary.bias)
     expected = F.layer_norm(torch.cat([summary, F.linear(cells, tower.cell.weight, tower.cell.bias)], 1), (24,),
                             tower.norm.weight, tower.norm.bias, tower.norm.eps)
-    torch.testing.assert_close(tower.forward_tokens(images), expected)
+    positions = sincos_position_embedding_2d(4, 24)                 # (17, 24): zeros for the summary token
+    torch.testing.assert_close(tower.forward_tokens(images), expected + positions)
     assert tower.config.num_tokens == 17 and tower.config.grid == 4
+    plain = GridCNN(GridCNNConfig(image_size=32, channels=(8, 16, 16), dim=24, position_code="none")).eval()
+    plain.load_state_dict(tower.state_dict())                      # the code is a buffer, not a weight
+    torch.testing.assert_close(plain.forward_tokens(images), expected)
+
+
+def test_sincos_2d_table_equals_transformers_vit_mae():
+    from transformers.models.vit_mae.modeling_vit_mae import build_2d_sinusoidal_position_embedding
+    for grid_size, dim in ((4, 64), (7, 32), (2, 8)):
+        reference = build_2d_sinusoidal_position_embedding(grid_size, grid_size, dim, cls_token=True)
+        half = dim // 2                                             # MAE's released layout: column half first
+        reference = torch.cat([reference[:, half:], reference[:, :half]], dim=1)
+        torch.testing.assert_close(sincos_position_embedding_2d(grid_size, dim), reference)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        sincos_position_embedding_2d(4, 30)
+    with pytest.raises(ValueError, match="position_code"):
+        GridCNNConfig(position_code="learned")
+
+
+def test_every_cell_token_carries_its_own_position():
+    # identical content in every cell (a blank image) -> the cell tokens differ only by their position code,
+    # so "where" is readable from a token even though the convolutions are translation-equivariant
+    tower = GridCNN(GridCNNConfig()).eval()
+    tokens = tower.forward_tokens(torch.zeros(1, 3, 32, 32))[0]    # (17, 64)
+    content = tokens[1:] - tower.position_code[1:]                 # (16, 64)
+    interior = [5, 6, 9, 10]                                       # cells whose receptive field sees no border
+    torch.testing.assert_close(content[interior], content[interior[:1]].expand(4, -1))
+    assert torch.cdist(tokens[1:], tokens[1:]).add(torch.eye(16) * 1e3).min() > 0.1
 
 
 def test_cell_tokens_are_local():

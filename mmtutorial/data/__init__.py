@@ -2,6 +2,7 @@
 
 Every loader either returns data or raises :class:`DataNotFoundError` whose message is the exact command
 that gets the data.  Nothing here touches the network unless the caller asks for a download.
+Synthetic video clips of moving shapes (chapter 21) are in ``mmtutorial.data.clips``.
 """
 from __future__ import annotations
 

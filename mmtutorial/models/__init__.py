@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..utils import lazy_submodules
 
-_SUBMODULES = {"gpt", "bert", "vit", "clip", "fusion", "captioner", "vlm", "detector"}
+_SUBMODULES = {"gpt", "bert", "vit", "clip", "fusion", "captioner", "vlm", "detector", "mae", "binding", "video"}
 
 
 __getattr__ = lazy_submodules(__name__, _SUBMODULES)

@@ -222,16 +222,29 @@ class ViT(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------------------
 
-    def embed_tokens(self, images: Tensor) -> Tensor:
-        """Images (batch, C, H, W) -> the first block's input z_0 (batch, T, dim), T = num_tokens."""
+    def embed_patches(self, images: Tensor) -> Tensor:
+        """Images (batch, C, H, W) -> the patch tokens with their position embeddings (batch, N, dim), in raster
+        order and without the class token: what MAE's random masking chooses from."""
         config = self.config
         check_images(images, channels=config.in_channels, size=config.image_size, divisible_by=config.patch_size)
         tokens = self.patch_embedding(images)                                    # (batch, N, dim)
+        positions = self.position_embedding.embedding.weight                     # (T, dim)
+        return tokens + positions[config.num_prefix_tokens:]                     # + E_pos, (batch, N, dim)
+
+    def prepend_prefix_tokens(self, patch_tokens: Tensor) -> Tensor:
+        """Patch tokens with positions (batch, n, dim), all N of them or any subset (MAE's visible patches)
+        -> the first block's input z_0 (batch, prefix + n, dim): the class token (with its own position) in
+        front, then dropout and the optional ``norm_pre``."""
         if self.class_token is not None:
-            class_token = self.class_token.to(tokens.dtype).expand(images.size(0), -1, -1)   # (batch, 1, dim)
-            tokens = torch.cat([class_token, tokens], dim=1)                     # (batch, 1 + N, dim)
-        tokens = self.dropout(self.position_embedding(tokens))                   # + E_pos, (batch, T, dim)
-        return self.norm_pre(tokens)                                             # (batch, T, dim)
+            positions = self.position_embedding.embedding.weight                 # (T, dim)
+            class_token = self.class_token.to(patch_tokens.dtype) + positions[:1]    # (1, 1, dim)
+            class_token = class_token.expand(patch_tokens.size(0), -1, -1)       # (batch, 1, dim)
+            patch_tokens = torch.cat([class_token, patch_tokens], dim=1)         # (batch, 1 + n, dim)
+        return self.norm_pre(self.dropout(patch_tokens))                         # (batch, T, dim)
+
+    def embed_tokens(self, images: Tensor) -> Tensor:
+        """Images (batch, C, H, W) -> the first block's input z_0 (batch, T, dim), T = num_tokens."""
+        return self.prepend_prefix_tokens(self.embed_patches(images))            # (batch, T, dim)
 
     def forward_tokens(self, images: Tensor, need_weights: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Final normalised token states LN(z_L) (batch, T, dim); with ``need_weights=True`` also a list of

@@ -32,6 +32,7 @@ from ..data.scenes import Vocabulary
 from ..nn import KVCache
 from .gpt import GPT, IGNORE_INDEX, GPTConfig, sample_next_token
 from ..nn.conv import conv_stack
+from ..nn.positional import sincos_position_embedding_2d
 from .vit import ViT
 
 __all__ = ["PROJECTORS", "GridCNNConfig", "GridCNN", "VLMConfig", "Projector", "VLM", "conversation_sequences", "instruction_sequences",
@@ -46,9 +47,14 @@ class GridCNNConfig:
     in_channels: int = 3
     channels: tuple[int, ...] = (32, 64, 64)   # one conv block each (3x3 conv, BatchNorm, ReLU, 2x2 max-pool)
     dim: int = 64                              # width of every output token
+    position_code: str = "sincos"              # "sincos": each cell token carries its (row, column); "none"
 
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)
+        if self.position_code not in ("sincos", "none"):
+            raise ValueError(f"GridCNNConfig.position_code must be 'sincos' or 'none', got {self.position_code!r}")
+        if self.position_code == "sincos" and self.dim % 4:
+            raise ValueError(f"GridCNNConfig: a 2-D sin-cos position code needs dim divisible by 4, got {self.dim}")
         for name in ("image_size", "in_channels", "dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -72,7 +78,12 @@ class GridCNN(nn.Module):
     """A small CNN vision encoder that keeps *where* things are: chapter 10's conv blocks halve the image
     three times, and each cell of the final (grid x grid) map becomes one token; a summary token (a linear
     map of the mean over cells) comes first, as a ViT's class token does.  ``forward_tokens`` has the ViT's
-    contract, so the VLM takes either."""
+    contract, so the VLM takes either.
+
+    Convolutions are translation-equivariant: a cell's features say *what* is there, not *where*.  A ViT adds
+    position embeddings to its patch tokens for that reason; here each cell token gets MAE's fixed 2-D
+    sine-cosine code of its (row, column) (``position_code="sincos"``, the summary token gets zeros), so that
+    "is the red circle on the left?" can be read from the token the question points at."""
 
     def __init__(self, config: GridCNNConfig) -> None:
         super().__init__()
@@ -83,6 +94,9 @@ class GridCNN(nn.Module):
         self.cell = nn.Linear(config.channels[-1], config.dim)                     # per-cell token
         self.summary = nn.Linear(config.channels[-1], config.dim)                  # whole-image token
         self.norm = nn.LayerNorm(config.dim)
+        code = (sincos_position_embedding_2d(config.grid, config.dim) if config.position_code == "sincos"
+                else torch.zeros(config.num_tokens, config.dim))
+        self.register_buffer("position_code", code, persistent=False)               # (1 + grid**2, dim)
 
     def forward_tokens(self, images: Tensor) -> Tensor:
         """images (batch, C, H, W) -> tokens (batch, 1 + grid**2, dim): summary, then cells row by row."""
@@ -92,7 +106,7 @@ class GridCNN(nn.Module):
                              f"got {describe(images)}")
         cells = self.features(images).flatten(2).transpose(1, 2)                  # (batch, grid**2, channels)
         tokens = torch.cat([self.summary(cells.mean(dim=1, keepdim=True)), self.cell(cells)], dim=1)
-        return self.norm(tokens)                                                  # (batch, 1 + grid**2, dim)
+        return self.norm(tokens) + self.position_code                             # (batch, 1 + grid**2, dim)
 
 
 @dataclass

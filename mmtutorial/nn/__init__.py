@@ -3,6 +3,7 @@
 - ``attention``: scaled dot-product attention from the definition, masks, ``MultiHeadAttention``, ``KVCache``
 - ``positional``: sinusoidal, learned and rotary position encodings
 - ``conv``: the conv block (3 x 3 conv, BatchNorm, ReLU, max-pool) every CNN of the book stacks
+- ``lora``: ``LoRALinear`` (low-rank adaptation of a frozen Linear), ``apply_lora``, merge/unmerge, counts
 - ``transformer``: ``TransformerConfig``, ``MLP``, ``TransformerBlock``, ``TransformerEncoder`` and
   ``transformer_parameter_count``
 
@@ -12,6 +13,7 @@ Boolean attention masks mean True = may attend everywhere in this package (as in
 from .attention import (KVCache, MultiHeadAttention, causal_mask, combine_masks, padding_mask,
                         scaled_dot_product_attention)
 from .conv import conv_block, conv_stack
+from .lora import LoRALinear, apply_lora, lora_layers, merge_lora, trainable_parameter_count, unmerge_lora
 from .positional import (LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding,
                          apply_rotary_pos_emb, rotate_half)
 from .transformer import MLP, TransformerBlock, TransformerConfig, TransformerEncoder, transformer_parameter_count
@@ -19,4 +21,5 @@ from .transformer import MLP, TransformerBlock, TransformerConfig, TransformerEn
 __all__ = ["conv_block", "conv_stack", "KVCache", "MultiHeadAttention", "causal_mask", "combine_masks", "padding_mask",
            "scaled_dot_product_attention", "LearnedPositionalEmbedding", "RotaryEmbedding",
            "SinusoidalPositionalEncoding", "apply_rotary_pos_emb", "rotate_half", "MLP", "TransformerBlock",
-           "TransformerConfig", "TransformerEncoder", "transformer_parameter_count"]
+           "TransformerConfig", "TransformerEncoder", "transformer_parameter_count", "LoRALinear", "apply_lora",
+           "lora_layers", "merge_lora", "unmerge_lora", "trainable_parameter_count"]

@@ -8,6 +8,8 @@ standard ways to tell the model where each token is:
 - ``LearnedPositionalEmbedding``: one trained vector per position, added to the embeddings (BERT, GPT-2).
 - ``RotaryEmbedding``: rotate queries and keys by position-dependent angles (RoFormer, Su et al., 2021),
   so that the score q_m . k_n depends on the positions only through the offset m - n (LLaMA, GPT-NeoX).
+- ``sincos_position_embedding_2d``: the fixed 2-D sine-cosine table of a grid of image patches (MAE, He et
+  al., 2022): the 1-D encoding of the column and of the row, side by side.
 """
 from __future__ import annotations
 
@@ -17,7 +19,31 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["SinusoidalPositionalEncoding", "LearnedPositionalEmbedding", "RotaryEmbedding", "rotate_half",
-           "apply_rotary_pos_emb"]
+           "apply_rotary_pos_emb", "sincos_position_embedding_2d"]
+
+
+def sincos_position_embedding_2d(grid_size: int, dim: int, class_token: bool = True) -> Tensor:
+    """MAE's fixed 2-D sine-cosine positions: (N [+ 1], dim), N = grid_size**2, a zero row first for the class
+    token.
+
+    Patch (row h, column w) gets [sin(w w_k), cos(w w_k), sin(h w_k), cos(h w_k)] for k = 0..dim/4 - 1 with
+    frequencies w_k = 10000^(-k / (dim / 4)): the 1-D Transformer encoding of the column in the first half and of
+    the row in the second (the order of MAE's released weights).  Computed in float64, returned as float32.
+    """
+    if not isinstance(grid_size, int) or isinstance(grid_size, bool) or grid_size < 1:
+        raise ValueError(f"grid_size must be a positive int, got {grid_size!r}")
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 4 or dim % 4:
+        raise ValueError(f"dim must be a positive multiple of 4 for a 2-D sin-cos embedding, got {dim!r}")
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)   # (dim/4,)
+    rows, cols = torch.meshgrid(torch.arange(grid_size, dtype=torch.float64),
+                                torch.arange(grid_size, dtype=torch.float64), indexing="ij")
+    angle_w = cols.flatten()[:, None] * omega                    # (N, dim/4)
+    angle_h = rows.flatten()[:, None] * omega                    # (N, dim/4)
+    table = torch.cat([angle_w.sin(), angle_w.cos(), angle_h.sin(), angle_h.cos()], dim=1)   # (N, dim)
+    if class_token:
+        table = torch.cat([torch.zeros(1, dim, dtype=torch.float64), table])               # (1 + N, dim)
+    return table.float()
 
 
 def _check_sequence(x: Tensor, dim: int, start: int, max_len: int, who: str) -> None:

@@ -8,12 +8,14 @@ Here, one module per source of weights:
   ``torch_nn`` (``nn.MultiheadAttention``, ``nn.TransformerEncoderLayer``, ``nn.LSTM``), ``gpt2``
   (Hugging Face GPT-2), ``bert`` (Hugging Face BERT and the packaged all-MiniLM-L6-v2), ``openclip``
   (open_clip CLIP), ``torchvision_models`` (torchvision ViT and ResNet), ``efficientnet`` (the packaged
-  ImageNet EfficientNet-Lite0);
+  ImageNet EfficientNet-Lite0), ``vitmae`` (``transformers``' ``ViTMAEForPreTraining``);
 - the book's own trained models, each a "load if cached, else train, and say which" recipe shared by the
   chapter that teaches it and every later chapter that reuses it: ``fashion`` (chapter 10's CNN, chapter
   11's ViT), ``spoken_digits`` (chapter 12's audio CNN), ``scenes_clip`` (chapter 15's CLIP),
   ``scenes_captioner`` (chapter 16's captioner), ``scenes_vlm`` (chapter 17's vision-language model and its
-  blind baseline), ``scenes_grid_encoder`` (its frozen grid encoder), ``scenes_detector`` (chapter 18's detector and grounder).
+  blind baseline), ``scenes_grid_encoder`` (its frozen grid encoder), ``scenes_detector`` (chapter 18's detector and
+  grounder), ``fashion_mae`` (chapter 19's MAE and its few-label classifiers), ``digits_binding`` (chapter 20's
+  three bound towers), ``scenes_video`` (chapter 21's video models).
 
 Sub-modules are imported on first use (``mmt.zoo.bert.load_minilm()``).
 """
@@ -23,7 +25,8 @@ from ..utils import lazy_submodules
 
 _SUBMODULES = {"torch_nn", "gpt2", "bert", "openclip", "torchvision_models", "efficientnet", "fashion",
                "spoken_digits", "scenes_clip", "scenes_captioner",
-               "scenes_vlm", "scenes_grid_encoder", "scenes_detector"}
+               "scenes_vlm", "scenes_grid_encoder", "scenes_detector",
+               "vitmae", "fashion_mae", "digits_binding", "scenes_video"}
 
 
 __getattr__ = lazy_submodules(__name__, _SUBMODULES)

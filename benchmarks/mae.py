@@ -1,0 +1,84 @@
+"""Time one MAE pretraining step of our MAE against transformers' ViTMAEForPreTraining.
+
+    python benchmarks/mae.py                          # CPU, the chapter's config
+    python benchmarks/mae.py --threads 1 --reps 30    # steadier numbers on a shared machine
+    python benchmarks/mae.py --device cuda --batch 1024
+
+Both models get the chapter's configuration, ``fashion_mae_config()`` (28 px grey images, 7 px patches, encoder 4
+blocks of width 64 with 4 heads and MLP 128, a 1-block decoder of width 32, mask ratio 0.75, per-patch normalised
+targets) and the same weights (ours loaded from theirs by ``mmtutorial.zoo.vitmae``), the same images and the same
+``noise``, so both mask the same patches. A step is: forward, the masked-patch loss, backward, AdamW step. The
+candidates run in alternation (a, b, a, b, ...) in one process, so load from other processes slows both alike; the
+median of ``--reps`` steps after ``--warmup`` is reported with the ratio ours / transformers (target <= 1.05).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from transformers import ViTMAEForPreTraining
+
+from mmtutorial.models.mae import MAE, sincos_position_embedding_2d
+from mmtutorial.zoo.fashion_mae import fashion_mae_config
+from mmtutorial.zoo.vitmae import load_vitmae, vitmae_config
+
+
+def build(device):
+    config = fashion_mae_config()
+    torch.manual_seed(0)
+    theirs = ViTMAEForPreTraining(vitmae_config(config))
+    with torch.no_grad():   # a fresh transformers ViTMAE leaves its fixed position tables at zero
+        grid = config.grid_size
+        theirs.vit.embeddings.position_embeddings.copy_(sincos_position_embedding_2d(grid, config.dim)[None])
+        theirs.decoder.decoder_pos_embed.copy_(sincos_position_embedding_2d(grid, config.decoder_dim)[None])
+    ours = load_vitmae(MAE(config), theirs)
+    return ours.to(device), theirs.to(device), config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    ours, theirs, config = build(device)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(args.batch, 1, 28, 28, generator=generator).to(device)   # standardised pixels
+    noise = torch.rand(args.batch, config.num_patches, generator=generator).to(device)
+    optimizers = {"ours": torch.optim.AdamW([p for p in ours.parameters() if p.requires_grad], lr=1e-4),
+                  "transformers": torch.optim.AdamW([p for p in theirs.parameters() if p.requires_grad], lr=1e-4)}
+    steps = {"ours": lambda: ours(images, noise=noise).loss,
+             "transformers": lambda: theirs(pixel_values=images, noise=noise).loss}
+    times = {name: [] for name in steps}
+    for rep in range(args.warmup + args.reps):
+        for name, step in steps.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            loss = step()
+            optimizers[name].zero_grad(set_to_none=True)
+            loss.backward()
+            optimizers[name].step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if rep >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    parameters = {"ours": sum(p.numel() for p in ours.parameters()),
+                  "transformers": sum(p.numel() for p in theirs.parameters())}
+    print(f"device {device}, batch {args.batch}, threads {torch.get_num_threads()}, {args.reps} reps")
+    for name in steps:
+        print(f"{name:>13}: {parameters[name]:,} parameters, median step {medians[name] * 1e3:.1f} ms "
+              f"({args.batch / medians[name]:.0f} images/s)")
+    print(f"ratio ours / transformers: {medians['ours'] / medians['transformers']:.3f} (target <= 1.05)")
+
+
+if __name__ == "__main__":
+    main()
