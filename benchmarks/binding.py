@@ -12,28 +12,17 @@ alternation in one process, and the median of ``--reps`` steps after ``--warmup`
 """
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
 import torch
 import torch.nn.functional as F
 
 from mmtutorial.models.binding import BindingConfig, BindingModel
 from mmtutorial.zoo import digits_binding
 
+from _timing import parse_args, time_training_steps  # benchmarks/_timing.py
+
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--reps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = parse_args(__doc__, batch=32, reps=20, warmup=3)
     tokenizer = digits_binding.digit_tokenizer()
     torch.manual_seed(0)
     model = BindingModel(BindingConfig.digits(vocab_size=tokenizer.vocab_size,
@@ -48,24 +37,10 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     steps = {"stage 1 (image-text)": lambda: digits_binding.image_text_loss(model, (images, tokens)),
              "stage 2 (image-audio)": lambda: digits_binding.image_audio_loss(model, (hub, log_mels))}
-    times = {name: [] for name in steps}
-    for rep in range(args.warmup + args.reps):
-        for name, step in steps.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            loss = step()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if rep >= args.warmup:
-                times[name].append(time.perf_counter() - start)
+    medians = time_training_steps(steps, {name: optimizer for name in steps}, args, device)
     print(f"device {device}, batch {args.batch}, threads {torch.get_num_threads()}, {args.reps} reps, "
           f"{sum(p.numel() for p in model.parameters()):,} parameters")
-    for name, values in times.items():
-        median = statistics.median(values)
+    for name, median in medians.items():
         print(f"{name:>22}: median step {median * 1e3:.1f} ms, {1 / median:.1f} steps/s ({args.batch / median:.0f} pairs/s)")
 
 

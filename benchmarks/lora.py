@@ -14,10 +14,7 @@ the ratio ours / peft (target <= 1.05).
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +23,8 @@ from peft import LoraConfig, get_peft_model
 from mmtutorial.models.mae import mae_classifier
 from mmtutorial.nn import apply_lora, trainable_parameter_count
 from mmtutorial.zoo.fashion_mae import fashion_mae_config
+
+from _timing import parse_args, print_header, print_ratio, time_training_steps  # benchmarks/_timing.py
 
 
 def build(device, rank: int = 1, alpha: float = 4.0, targets=("qkv_proj", "fc")):
@@ -42,16 +41,7 @@ def build(device, rank: int = 1, alpha: float = 4.0, targets=("qkv_proj", "fc"))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--reps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = parse_args(__doc__, batch=64, reps=30, warmup=3)
     ours, theirs = build(device)
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(args.batch, 1, 28, 28, generator=generator).to(device)
@@ -59,27 +49,14 @@ def main() -> None:
     models = {"ours": ours, "peft": theirs}
     optimizers = {name: torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
                   for name, model in models.items()}
-    times = {name: [] for name in models}
-    for rep in range(args.warmup + args.reps):
-        for name, model in models.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            loss = F.cross_entropy(model(images), labels)
-            optimizers[name].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers[name].step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if rep >= args.warmup:
-                times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    print(f"device {device}, batch {args.batch}, threads {torch.get_num_threads()}, {args.reps} reps")
+    losses = {name: (lambda model=model: F.cross_entropy(model(images), labels)) for name, model in models.items()}
+    medians = time_training_steps(losses, optimizers, args, device)
+    print_header(args, device)
     trainable = {"ours": trainable_parameter_count(ours)[0], "peft": theirs.get_nb_trainable_parameters()[0]}
     for name in models:
         print(f"{name:>5}: {trainable[name]:,} trainable parameters, median step {medians[name] * 1e3:.2f} ms "
               f"({args.batch / medians[name]:.0f} images/s)")
-    print(f"ratio ours / peft: {medians['ours'] / medians['peft']:.3f} (target <= 1.05)")
+    print_ratio(medians, "ours", "peft")
 
 
 if __name__ == "__main__":

@@ -13,16 +13,14 @@ median of ``--reps`` steps after ``--warmup`` is reported with the ratio ours / 
 """
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
 import torch
 from transformers import ViTMAEForPreTraining
 
 from mmtutorial.models.mae import MAE, sincos_position_embedding_2d
 from mmtutorial.zoo.fashion_mae import fashion_mae_config
 from mmtutorial.zoo.vitmae import load_vitmae, vitmae_config
+
+from _timing import parse_args, print_header, print_ratio, time_training_steps  # benchmarks/_timing.py
 
 
 def build(device):
@@ -38,16 +36,7 @@ def build(device):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--reps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = parse_args(__doc__, batch=256, reps=20, warmup=3)
     ours, theirs, config = build(device)
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(args.batch, 1, 28, 28, generator=generator).to(device)   # standardised pixels
@@ -56,28 +45,14 @@ def main() -> None:
                   "transformers": torch.optim.AdamW([p for p in theirs.parameters() if p.requires_grad], lr=1e-4)}
     steps = {"ours": lambda: ours(images, noise=noise).loss,
              "transformers": lambda: theirs(pixel_values=images, noise=noise).loss}
-    times = {name: [] for name in steps}
-    for rep in range(args.warmup + args.reps):
-        for name, step in steps.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            loss = step()
-            optimizers[name].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers[name].step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if rep >= args.warmup:
-                times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    medians = time_training_steps(steps, optimizers, args, device)
     parameters = {"ours": sum(p.numel() for p in ours.parameters()),
                   "transformers": sum(p.numel() for p in theirs.parameters())}
-    print(f"device {device}, batch {args.batch}, threads {torch.get_num_threads()}, {args.reps} reps")
+    print_header(args, device)
     for name in steps:
         print(f"{name:>13}: {parameters[name]:,} parameters, median step {medians[name] * 1e3:.1f} ms "
               f"({args.batch / medians[name]:.0f} images/s)")
-    print(f"ratio ours / transformers: {medians['ours'] / medians['transformers']:.3f} (target <= 1.05)")
+    print_ratio(medians, "ours", "transformers")
 
 
 if __name__ == "__main__":

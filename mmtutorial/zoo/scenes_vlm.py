@@ -61,8 +61,8 @@ RECIPES = ("main", "ablation")
 
 
 def scenes_vlm_recipe(budget: str = "main") -> VLMRecipe:
-    """``"main"`` (the chapter's model and its blind baseline): full 1,000 scenes, 2 caption epochs and 80 QA
-    epochs of one question per kind per scene (10,000 steps; the blind baseline 24 epochs), QUICK 150 scenes,
+    """``"main"`` (the chapter's model and its blind baseline): full 1,000 scenes, 2 caption epochs and 64 QA
+    epochs of one question per kind per scene (8,000 steps; the blind baseline 24 epochs), QUICK 150 scenes,
     1 and 3; ``"ablation"`` (the variants compared with each other): full 500 scenes, 1 and 12, QUICK 50
     scenes, 1 and 2.  The number of optimizer steps matters most: the two-step lookups (find the named object,
     then read its position or count) are learnt late and suddenly, after the colour and shape questions, and
@@ -72,7 +72,7 @@ def scenes_vlm_recipe(budget: str = "main") -> VLMRecipe:
     QUICK keeps every code path, not the accuracy."""
     if budget == "main":
         return VLMRecipe(train_count=scale(full=1_000, quick=150), caption_epochs=scale(full=2, quick=1),
-                         qa_epochs=scale(full=80, quick=3), blind_qa_epochs=scale(full=24, quick=3))
+                         qa_epochs=scale(full=64, quick=3), blind_qa_epochs=scale(full=24, quick=3))
     if budget == "ablation":
         return VLMRecipe(train_count=scale(full=500, quick=50), caption_epochs=1, qa_epochs=scale(full=12, quick=2),
                          blind_qa_epochs=scale(full=12, quick=2))

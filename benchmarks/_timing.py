@@ -1,0 +1,60 @@
+"""What the training-step benchmarks share: their command line and the alternating timing loop.
+
+Each benchmark builds its candidates (ours and a reference library's, with the same configuration, weights and
+inputs), then calls :func:`time_training_steps`: the candidates run in alternation (a, b, a, b, ...) in one
+process, so load from other processes slows them alike, and the median of ``reps`` steps after ``warmup`` is
+the figure.  A step is forward + loss, backward, optimiser step; on CUDA the clock waits for the device.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+
+def parse_args(description: str, batch: int, reps: int = 20, warmup: int = 3) -> tuple[argparse.Namespace, torch.device]:
+    """``--device --batch --reps --warmup --threads`` with this benchmark's defaults; sets the thread count."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--reps", type=int, default=reps)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args, torch.device(args.device)
+
+
+def time_training_steps(losses: dict[str, Callable[[], torch.Tensor]], optimizers: dict[str, torch.optim.Optimizer],
+                        args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """Median seconds per training step of each candidate (``losses[name]()`` computes its loss, then
+    ``optimizers[name]`` steps), the candidates interleaved."""
+    times: dict[str, list[float]] = {name: [] for name in losses}
+    for rep in range(args.warmup + args.reps):
+        for name, loss_fn in losses.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            loss = loss_fn()
+            optimizers[name].zero_grad(set_to_none=True)
+            loss.backward()
+            optimizers[name].step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if rep >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def print_header(args: argparse.Namespace, device: torch.device, unit: str = "") -> None:
+    print(f"device {device}, batch {args.batch}{unit}, threads {torch.get_num_threads()}, {args.reps} reps")
+
+
+def print_ratio(medians: dict[str, float], ours: str, theirs: str, target: float = 1.05) -> float:
+    ratio = medians[ours] / medians[theirs]
+    print(f"ratio {ours} / {theirs}: {ratio:.3f} (target <= {target})")
+    return ratio
