@@ -43,6 +43,7 @@ CHAPTERS: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
     19: (("transformers", "peft"), ("dataset-fashion-mnist",)),
     20: (("open_clip",), ("espeak-ng",)),
     21: ((), ()),
+    25: (("transformers",), ()),
 }
 COLAB_MARK = "colab.research.google.com"
 SETUP_END = "print(mmt.describe_run(device))"

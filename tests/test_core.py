@@ -181,3 +181,17 @@ def test_doctor_command_runs():
     assert result.returncode in (0, 1)
     if result.returncode == 1:
         assert "get it with:" in result.stdout
+
+
+def test_cpu_threads_sets_and_restores_the_thread_count():
+    before = torch.get_num_threads()
+    with mmt.utils.cpu_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError):
+        with mmt.utils.cpu_threads(1):
+            raise RuntimeError("the setting is restored on errors too")
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="positive int"):
+        with mmt.utils.cpu_threads(0):
+            pass

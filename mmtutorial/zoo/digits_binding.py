@@ -18,7 +18,6 @@ same model with a freshly initialised audio tower, the control for the emergent 
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -35,6 +34,7 @@ from ..encoders.text import UNK, WordTokenizer
 from ..models.binding import MODALITIES, BindingConfig, BindingModel
 from ..retrieval import recall_at_k
 from ..training import History, TrainConfig, fit, load_or_train
+from ..utils import cpu_threads
 
 __all__ = ["IMAGE_TEXT_CACHE_NAME", "AUDIO_CACHE_NAME", "TRAIN_TEMPLATES", "TEST_TEMPLATES", "PAD",
            "digit_sentences", "digit_tokenizer", "encode_texts", "BindingData", "load_binding_data",
@@ -187,20 +187,6 @@ def _record_scale(model: BindingModel, modality: str, history_rows: list):
     return after_step
 
 
-@contextmanager
-def _one_thread_on_cpu(device: torch.device):
-    """Train the towers with one CPU thread, then restore the setting.  They are tiny (0.13 M parameters, batches
-    of 32): splitting each small operation between threads costs more than it saves, and on a busy 2-core
-    machine far more (measured there: the QUICK recipe took 10 s with one thread and 56 s with two)."""
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def load_or_train_binding(data: BindingData | None = None, device=None, progress: bool = True) -> BoundDigits:
     """The bound model (eval mode): each stage loaded if cached in this mode, else trained now."""
     recipe = binding_recipe()
@@ -247,7 +233,7 @@ def load_or_train_binding(data: BindingData | None = None, device=None, progress
 
     base = {"model": config.to_dict(), "recipe": asdict(recipe), "images": len(data.train_images),
             "words": len(data.train_audio), "texts": data.train_texts}
-    with _one_thread_on_cpu(device):
+    with cpu_threads(1, device):                          # tiny towers: one thread is faster
         image_text_history = load_or_train(IMAGE_TEXT_CACHE_NAME, model, train_image_text, config=base)
         audio_history = load_or_train(AUDIO_CACHE_NAME, model, train_audio, config={**base, "stage": 2})
     return BoundDigits(model.eval(), image_text_history, audio_history, recipe)
