@@ -54,6 +54,15 @@ def print_header(args: argparse.Namespace, device: torch.device, unit: str = "")
     print(f"device {device}, batch {args.batch}{unit}, threads {torch.get_num_threads()}, {args.reps} reps")
 
 
+def print_steps(args: argparse.Namespace, medians: dict[str, float], parameters: dict[str, int],
+                what: str = "parameters", unit: str = "images") -> None:
+    """One line per candidate: its parameter count, median step and throughput."""
+    width = max(len(name) for name in medians)
+    for name, median in medians.items():
+        print(f"{name:>{width}}: {parameters[name]:,} {what}, median step {median * 1e3:.2f} ms "
+              f"({args.batch / median:.0f} {unit}/s)")
+
+
 def print_ratio(medians: dict[str, float], ours: str, theirs: str, target: float = 1.05) -> float:
     ratio = medians[ours] / medians[theirs]
     print(f"ratio {ours} / {theirs}: {ratio:.3f} (target <= {target})")

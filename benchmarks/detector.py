@@ -19,7 +19,7 @@ from transformers import YolosConfig, YolosForObjectDetection
 from mmtutorial.data import scenes
 from mmtutorial.models.detector import Detector, DetectorConfig, pad_targets, set_prediction_loss
 
-from _timing import parse_args, print_header, print_ratio, time_training_steps  # benchmarks/_timing.py
+from _timing import parse_args, print_header, print_ratio, print_steps, time_training_steps  # benchmarks/_timing.py
 
 
 def build(device):
@@ -58,9 +58,7 @@ def main() -> None:
     parameters = {"ours": sum(p.numel() for p in ours.parameters()),
                   "transformers": sum(p.numel() for p in theirs.parameters())}
     print_header(args, device)
-    for name in steps:
-        print(f"{name:>13}: {parameters[name]:,} parameters, median step {medians[name] * 1e3:.1f} ms "
-              f"({args.batch / medians[name]:.0f} images/s)")
+    print_steps(args, medians, parameters)
     print_ratio(medians, "ours", "transformers")
 
 

@@ -24,7 +24,7 @@ from mmtutorial.models.mae import mae_classifier
 from mmtutorial.nn import apply_lora, trainable_parameter_count
 from mmtutorial.zoo.fashion_mae import fashion_mae_config
 
-from _timing import parse_args, print_header, print_ratio, time_training_steps  # benchmarks/_timing.py
+from _timing import parse_args, print_header, print_ratio, print_steps, time_training_steps  # benchmarks/_timing.py
 
 
 def build(device, rank: int = 1, alpha: float = 4.0, targets=("qkv_proj", "fc")):
@@ -53,9 +53,7 @@ def main() -> None:
     medians = time_training_steps(losses, optimizers, args, device)
     print_header(args, device)
     trainable = {"ours": trainable_parameter_count(ours)[0], "peft": theirs.get_nb_trainable_parameters()[0]}
-    for name in models:
-        print(f"{name:>5}: {trainable[name]:,} trainable parameters, median step {medians[name] * 1e3:.2f} ms "
-              f"({args.batch / medians[name]:.0f} images/s)")
+    print_steps(args, medians, trainable, what="trainable parameters")
     print_ratio(medians, "ours", "peft")
 
 

@@ -23,7 +23,7 @@ from mmtutorial.data import clips
 from mmtutorial.models.video import Conv2Plus1d, Conv2Plus1dNet
 from mmtutorial.zoo.scenes_video import conv2plus1d_config
 
-from _timing import parse_args, print_header, print_ratio, time_training_steps  # benchmarks/_timing.py
+from _timing import parse_args, print_header, print_ratio, print_steps, time_training_steps  # benchmarks/_timing.py
 
 KEY_MAP = {"spatial.weight": "0.weight", "norm.weight": "1.weight", "norm.bias": "1.bias",
            "norm.running_mean": "1.running_mean", "norm.running_var": "1.running_var",
@@ -57,9 +57,8 @@ def main() -> None:
     losses = {name: (lambda model=model: F.cross_entropy(model(videos), labels)) for name, model in models.items()}
     medians = time_training_steps(losses, optimizers, args, device)
     print_header(args, device, " clips")
-    for name, model in models.items():
-        print(f"{name:>12}: {sum(p.numel() for p in model.parameters()):,} parameters, median step "
-              f"{medians[name] * 1e3:.1f} ms ({args.batch / medians[name]:.0f} clips/s)")
+    print_steps(args, medians, {name: sum(p.numel() for p in model.parameters()) for name, model in models.items()},
+                unit="clips")
     print_ratio(medians, "ours", "torchvision")
 
 
