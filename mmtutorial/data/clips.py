@@ -294,15 +294,7 @@ def order_clips(n: int, split: str = "train", seed: int = 0, config: ClipConfig 
 # --------------------------------------------------------------------------------------------------
 def to_tensors(clips: Sequence[Clip]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(videos (N, T, 3, H, W) float32 in [0, 1], labels (N,) int64)``."""
-    clips = list(clips)
-    if not clips:
-        raise ValueError("expected at least one Clip, got an empty sequence")
-    for clip in clips:
-        if not isinstance(clip, Clip):
-            raise TypeError(f"expected Clip objects, got {type(clip).__name__}")
-    shapes = {clip.frames.shape for clip in clips}
-    if len(shapes) > 1:
-        raise ValueError(f"clips have different shapes {sorted(shapes)}; stack one size at a time")
+    clips = scenes.check_stackable(clips, Clip, lambda clip: clip.frames.shape, "clips have different shapes")
     frames = np.stack([clip.frames for clip in clips])                             # (N, T, H, W, 3) uint8
     videos = torch.from_numpy(frames).permute(0, 1, 4, 2, 3).float().div_(255.0)   # (N, T, 3, H, W)
     return videos, torch.tensor([clip.label for clip in clips], dtype=torch.int64)

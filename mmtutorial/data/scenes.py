@@ -690,17 +690,23 @@ def pair_label(color: str, shape: str) -> int:
 # --------------------------------------------------------------------------------------------------
 # Torch helpers
 # --------------------------------------------------------------------------------------------------
+def check_stackable(items, kind: type, shape_of, what: str) -> list:
+    """``items`` as a list, refused unless it is non-empty, all of type ``kind`` and of one shape
+    (``shape_of(item)``); ``what`` starts the message for mixed shapes.  Shared by scenes and clips."""
+    items = list(items)
+    if not items:
+        raise ValueError(f"expected at least one {kind.__name__}, got an empty sequence")
+    for item in items:
+        if not isinstance(item, kind):
+            raise TypeError(f"expected {kind.__name__} objects, got {type(item).__name__}")
+    shapes = {shape_of(item) for item in items}
+    if len(shapes) > 1:
+        raise ValueError(f"{what} {sorted(shapes)}; stack one size at a time")
+    return items
+
+
 def _check_scenes(scenes) -> list[Scene]:
-    scenes = list(scenes)
-    if not scenes:
-        raise ValueError("expected at least one Scene, got an empty sequence")
-    for scene in scenes:
-        if not isinstance(scene, Scene):
-            raise TypeError(f"expected Scene objects, got {type(scene).__name__}")
-    sizes = {s.image.shape for s in scenes}
-    if len(sizes) > 1:
-        raise ValueError(f"scenes have different image shapes {sorted(sizes)}; stack one size at a time")
-    return scenes
+    return check_stackable(scenes, Scene, lambda s: s.image.shape, "scenes have different image shapes")
 
 
 def to_tensors(scenes: Iterable[Scene]):
