@@ -13,6 +13,7 @@ enforces both).  This table is the one place the layers are written down; the te
     layer  modules                                           what belongs there
     0      config utils checkpoint checks                    ground: mode, cache, device, seeding, atomic checked checkpoints, input validators
     1      data scratch tokenizers training metrics retrieval  no model: raw offline data, NumPy from scratch, tokenisers, fit(), metrics
+    1      compression interpret privacy sandbox             no model: int8 quantisation and pruning, Grad-CAM, DP-SGD, the code sandbox
     2      nn                                                torch building blocks: attention, Transformer blocks, positions, fusion layers, conv blocks
     3      encoders                                          one file per modality: architectures and from-scratch transforms, no weights files
     4      models                                            complete architectures, one readable file each: no weights files, no training
@@ -35,7 +36,8 @@ from .utils import Timer, count_parameters, lazy_submodules, seed_everything
 __version__ = "0.1.0"
 
 _SUBMODULES = {"checkpoint", "checks", "data", "doctor", "exercises", "metrics", "models", "nn", "encoders",
-               "scratch", "tokenizers", "retrieval", "widgets", "training", "viz", "zoo"}
+               "scratch", "tokenizers", "retrieval", "widgets", "training", "viz", "zoo",
+               "compression", "interpret", "privacy", "sandbox"}
 
 
 __getattr__ = lazy_submodules(__name__, _SUBMODULES)

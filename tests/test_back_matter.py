@@ -5,7 +5,7 @@ Conventions checked here (they read files only: no build, no network):
 - A chapter marks a term it defines with the MyST role {term}`term` (or {term}`shown text <term>`); every such
   target must be an entry of book/glossary.md's ``:::{glossary}`` block, and every entry there has an English
   line, a Chinese line and a one-sentence definition.
-- Every ``### `` entry of book/misconceptions.md (except the list of corrections still in progress) links to the
+- Every ``### `` entry of book/misconceptions.md links to the
   chapter notebook that proves it, ``[Chapter N](partX-.../NN-....ipynb)``; the notebook exists and its number
   is N; an ``#anchor`` or a named section (``[Chapter N, § Section title](...)``) must match one of its headings.
 - Every entry of book/references.bib has an author (a ``@misc`` web page with a url may name an editor or an
@@ -28,7 +28,7 @@ TARGET_IN_ANGLES = re.compile(r"<([^<>]+)>\s*$")
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 CHAPTER_LINK = re.compile(r"\[([^\]]*)\]\((part[^)\s/]+/(\d{2})-[a-z0-9-]+\.ipynb)(?:#([^)\s]+))?\)")
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
-IN_PROGRESS_SECTION = "## Corrected in the parts still in progress"
+REFERENCES_SECTION = "## References"
 VENUE_FIELDS = ("journal", "booktitle", "publisher", "school", "institution", "howpublished", "url")
 
 
@@ -130,10 +130,10 @@ def test_term_roles_are_only_in_markdown():
 
 
 def misconception_entries() -> list[tuple[str, str]]:
-    """(title, body) for every ### entry before the list of corrections still in progress."""
+    """(title, body) for every ### entry (all chapters are written: none is left for later)."""
     text = MISCONCEPTIONS.read_text(encoding="utf-8")
-    assert IN_PROGRESS_SECTION in text, f"misconceptions.md lost its section {IN_PROGRESS_SECTION!r}"
-    text = text.split(IN_PROGRESS_SECTION)[0]
+    assert REFERENCES_SECTION in text, f"misconceptions.md lost its section {REFERENCES_SECTION!r}"
+    text = text.split(REFERENCES_SECTION)[0]
     parts = re.split(r"^### (.+)$", text, flags=re.MULTILINE)
     return [(parts[index].strip(), re.split(r"^## ", parts[index + 1], flags=re.MULTILINE)[0])
             for index in range(1, len(parts), 2)]

@@ -2,7 +2,8 @@
 
 Every loader either returns data or raises :class:`DataNotFoundError` whose message is the exact command
 that gets the data.  Nothing here touches the network unless the caller asks for a download.
-Synthetic video clips of moving shapes (chapter 21) are in ``mmtutorial.data.clips``.
+Synthetic video clips of moving shapes (chapter 21) are in ``mmtutorial.data.clips``; chapter 23's held-out
+code tasks and the generated training functions of the same families are in ``mmtutorial.data.code_tasks``.
 """
 from __future__ import annotations
 

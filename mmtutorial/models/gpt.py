@@ -29,6 +29,7 @@ from ..config import scale
 from ..nn import KVCache, LearnedPositionalEmbedding, TransformerConfig, TransformerEncoder
 
 __all__ = ["GPTConfig", "GPT", "top_k_filter", "top_p_filter", "sample_next_token", "generation_flops",
+           "matmul_parameters", "training_flops",
            "IGNORE_INDEX", "BIGRAM_MARGIN", "required_margin_over_bigram", "beats_bigram"]
 
 IGNORE_INDEX = -100  # a target that does not count in the loss (F.cross_entropy's default ignore_index)
@@ -44,6 +45,8 @@ class GPTConfig:
     mlp_ratio: float = 4.0      # each block's MLP is mlp_ratio * dim wide (GPT-2: 4)
     dropout: float = 0.0        # dropout on embeddings, attention weights and residual branches
     bias: bool = True           # biases in linear layers and LayerNorms (GPT-2: True)
+    activation_checkpointing: bool = False  # training: recompute each block's activations in backward
+                                            # instead of storing them (less memory, one more block forward)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_seq_len", "dim", "num_layers", "num_heads"):
@@ -58,6 +61,9 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.dim={self.dim} must be divisible by num_heads={self.num_heads}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
+        for name in ("bias", "activation_checkpointing"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"GPTConfig.{name} must be True or False, got {getattr(self, name)!r}")
 
     @classmethod
     def gpt2_small(cls) -> "GPTConfig":
@@ -72,7 +78,8 @@ class GPTConfig:
     def transformer_config(self) -> TransformerConfig:
         return TransformerConfig(dim=self.dim, num_heads=self.num_heads, num_layers=self.num_layers,
                                  mlp_ratio=self.mlp_ratio, dropout=self.dropout, causal=True, norm="pre",
-                                 activation="gelu_tanh", bias=self.bias)
+                                 activation="gelu_tanh", bias=self.bias,
+                                 activation_checkpointing=self.activation_checkpointing)
 
 
 class GPT(nn.Module):
@@ -307,6 +314,35 @@ def generation_flops(config: GPTConfig, prompt_len: int, new_tokens: int, use_ca
         else:
             total += sum(token_cost(c) for c in range(1, context + 1))
     return total
+
+
+def matmul_parameters(config: GPTConfig) -> int:
+    """N of the "6 N D" rule: the weights every token is multiplied by, L (4 d^2 + 2 d h) in the blocks plus
+    the V d of the (tied) LM head.  Biases, LayerNorms and the embedding look-ups do no matrix product."""
+    if not isinstance(config, GPTConfig):
+        raise TypeError(f"matmul_parameters wants a GPTConfig, got {describe(config)}")
+    d, L = config.dim, config.num_layers
+    return L * (4 * d * d + 2 * d * config.mlp_hidden_dim) + config.vocab_size * d
+
+
+def training_flops(config: GPTConfig, num_tokens: int, seq_len: int | None = None, attention: bool = True) -> int:
+    """FLOPs (2 per multiply-accumulate) of training on ``num_tokens`` tokens in sequences of ``seq_len``
+    (default ``max_seq_len``): forward plus backward of every matrix product.
+
+    A weight matrix costs 2 FLOPs per weight and token forward, and 4 backward (the gradient with respect
+    to its input and the one with respect to itself), hence 6 N D (Kaplan et al., 2020).  Attention adds
+    2 T d for the scores q.k and 2 T d for the weighted sum of values per token and layer forward, three
+    times that in training: 12 L T d D (computed in full even though the causal mask discards half).
+    """
+    if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0:
+        raise ValueError(f"num_tokens must be an int >= 0, got {num_tokens!r}")
+    seq_len = config.max_seq_len if seq_len is None else seq_len
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or not 1 <= seq_len <= config.max_seq_len:
+        raise ValueError(f"seq_len must be an int in [1, max_seq_len={config.max_seq_len}], got {seq_len!r}")
+    flops = 6 * matmul_parameters(config) * num_tokens
+    if attention:
+        flops += 12 * config.num_layers * seq_len * config.dim * num_tokens
+    return flops
 
 
 # ---------------------------------------------------------------------------------------------------

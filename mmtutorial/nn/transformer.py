@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .attention import KVCache, MultiHeadAttention
 from .positional import RotaryEmbedding
@@ -55,6 +56,8 @@ class TransformerConfig:
     use_fused: bool = True        # attention via F.scaled_dot_product_attention (False: from scratch)
     rope: bool = False            # rotate queries/keys by position (RoPE, LLaMA-style) in every block
     rope_base: float = 10000.0    # RoPE wavelength base
+    activation_checkpointing: bool = False  # training: keep only each block's input, recompute the rest in
+                                            # backward (torch.utils.checkpoint): less memory, one more forward
 
     def __post_init__(self) -> None:
         for name in ("dim", "num_heads", "num_layers"):
@@ -87,7 +90,7 @@ class TransformerConfig:
             raise ValueError(f"layer_norm_eps must be a finite number > 0, got {self.layer_norm_eps}")
         if not (self.rope_base > 1 and math.isfinite(self.rope_base)):
             raise ValueError(f"rope_base must be a finite number > 1, got {self.rope_base}")
-        for name in ("causal", "bias", "use_fused", "rope"):
+        for name in ("causal", "bias", "use_fused", "rope", "activation_checkpointing"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"TransformerConfig.{name} must be True or False, got {getattr(self, name)!r}")
 
@@ -165,7 +168,9 @@ class TransformerBlock(nn.Module):
 class TransformerEncoder(nn.Module):
     """``config.num_layers`` blocks, then a final LayerNorm for pre-LN stacks.
 
-    Post-LN blocks already end with a LayerNorm, so a post-LN stack (BERT) has no final norm.
+    Post-LN blocks already end with a LayerNorm, so a post-LN stack (BERT) has no final norm.  With
+    ``config.activation_checkpointing`` a training forward keeps only each block's input for backward and
+    recomputes the block's activations there (same gradients, less memory).
     """
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -187,7 +192,16 @@ class TransformerEncoder(nn.Module):
             raise ValueError(f"kv_caches must hold one KVCache per block: expected {len(self.blocks)}, "
                              f"got {len(kv_caches)}")
         weights = []
+        # Checkpointing only pays when a backward pass will follow: in training, with gradients on.
+        recompute = (self.config.activation_checkpointing and self.training and torch.is_grad_enabled()
+                     and kv_caches is None and not need_weights)
         for i, block in enumerate(self.blocks):
+            if recompute:
+                # Non-reentrant checkpointing (use_reentrant=False): keyword arguments, inputs that need no
+                # grad and nested autograd all work; the RNG state is replayed, so dropout masks agree.
+                x = checkpoint(block, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                               use_reentrant=False)
+                continue
             x = block(x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
                       kv_cache=None if kv_caches is None else kv_caches[i], need_weights=need_weights)
             if need_weights:

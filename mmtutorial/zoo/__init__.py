@@ -15,7 +15,8 @@ Here, one module per source of weights:
   ``scenes_captioner`` (chapter 16's captioner), ``scenes_vlm`` (chapter 17's vision-language model and its
   blind baseline), ``scenes_grid_encoder`` (its frozen grid encoder), ``scenes_detector`` (chapter 18's detector and
   grounder), ``fashion_mae`` (chapter 19's MAE and its few-label classifiers), ``digits_binding`` (chapter 20's
-  three bound towers), ``scenes_video`` (chapter 21's video models).
+  three bound towers), ``scenes_video`` (chapter 21's video models), ``code_gpt`` (chapter 23's code GPT and its n-gram
+  baseline), ``scenes_bias`` (chapter 24's CLIPs trained on biased and re-balanced scenes).
 
 Sub-modules are imported on first use (``mmt.zoo.bert.load_minilm()``).
 """
@@ -26,7 +27,8 @@ from ..utils import lazy_submodules
 _SUBMODULES = {"torch_nn", "gpt2", "bert", "openclip", "torchvision_models", "efficientnet", "fashion",
                "spoken_digits", "scenes_clip", "scenes_captioner",
                "scenes_vlm", "scenes_grid_encoder", "scenes_detector",
-               "vitmae", "fashion_mae", "digits_binding", "scenes_video"}
+               "vitmae", "fashion_mae", "digits_binding", "scenes_video",
+               "code_gpt", "scenes_bias"}
 
 
 __getattr__ = lazy_submodules(__name__, _SUBMODULES)
