@@ -627,9 +627,23 @@ def fit(model: nn.Module, train_data, *, config: TrainConfig | None = None,
 # --------------------------------------------------------------------------------------------------
 # Load if cached, else train
 # --------------------------------------------------------------------------------------------------
+# Config fields that change how a model runs, not what it computes or learns: left out of cache keys, so that
+# switching activation checkpointing on (recomputation gives the same numbers) reuses the cached weights.
+RUNTIME_ONLY_FIELDS = frozenset({"activation_checkpointing"})
+
+
+def _without_runtime_fields(value):
+    if isinstance(value, dict):
+        return {key: _without_runtime_fields(item) for key, item in value.items() if key not in RUNTIME_ONLY_FIELDS}
+    if isinstance(value, (list, tuple)):
+        return [_without_runtime_fields(item) for item in value]
+    return value
+
+
 def config_fingerprint(config: dict | None) -> str:
-    """Short hash of a JSON-able description of a model and its training, used in cache file names."""
-    text = json.dumps(config or {}, sort_keys=True, default=str)
+    """Short hash of a JSON-able description of a model and its training, used in cache file names
+    (fields in ``RUNTIME_ONLY_FIELDS`` are left out)."""
+    text = json.dumps(_without_runtime_fields(config or {}), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 

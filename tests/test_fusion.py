@@ -446,3 +446,15 @@ def test_exercise_checkers_reject_wrong_answers():
         def stub(features, weights):
             raise NotImplementedError
         ch14.check_weighted_fusion(stub)
+
+
+def test_the_shared_fusion_recipe_refuses_what_it_cannot_train():
+    # chapter 14 and chapter 24 share this recipe (mmt.zoo.paired_fusion); wrong arguments fail before any work
+    from mmtutorial.models.fusion import MultimodalClassifierConfig
+    from mmtutorial.zoo import paired_fusion
+    with pytest.raises(TypeError, match="MultimodalClassifierConfig"):
+        paired_fusion.load_or_train_fusion_classifier("x", {"num_classes": 10}, None)
+    with pytest.raises(TypeError, match="PairedDigits"):
+        paired_fusion.load_or_train_fusion_classifier("x", MultimodalClassifierConfig(num_classes=10), (1, 2, 3))
+    recipe = paired_fusion.fusion_train_config()
+    assert (recipe.lr, recipe.weight_decay, recipe.schedule, recipe.seed) == (5e-3, 1e-2, "onecycle", 0)

@@ -139,3 +139,12 @@ def test_exercise_checkers_accept_solutions_and_catch_the_usual_mistakes(capsys)
     with pytest.raises(ExerciseError, match="summed the micro-batch losses"):
         ch22.check_accumulate_gradients(lambda model, batches: accumulate(model, batches, divide=False))
     assert capsys.readouterr().out.count("correct") == 3
+
+
+def test_activation_checkpointing_does_not_change_a_cache_key():
+    # recomputation gives the same weights, so a cached model stays valid when the switch is turned on
+    from mmtutorial.training import config_fingerprint
+    base = {"model": {"dim": 32, "num_layers": 2}, "train": {"lr": 1e-3}}
+    switched = {"model": {"dim": 32, "num_layers": 2, "activation_checkpointing": True}, "train": {"lr": 1e-3}}
+    assert config_fingerprint(base) == config_fingerprint(switched)
+    assert config_fingerprint(base) != config_fingerprint({**base, "train": {"lr": 2e-3}})

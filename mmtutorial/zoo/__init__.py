@@ -11,7 +11,8 @@ Here, one module per source of weights:
   ImageNet EfficientNet-Lite0), ``vitmae`` (``transformers``' ``ViTMAEForPreTraining``);
 - the book's own trained models, each a "load if cached, else train, and say which" recipe shared by the
   chapter that teaches it and every later chapter that reuses it: ``fashion`` (chapter 10's CNN, chapter
-  11's ViT), ``spoken_digits`` (chapter 12's audio CNN), ``scenes_clip`` (chapter 15's CLIP),
+  11's ViT), ``spoken_digits`` (chapter 12's audio CNN), ``paired_fusion`` (chapter 14's fusion classifiers, reused
+  by chapter 24), ``scenes_clip`` (chapter 15's CLIP),
   ``scenes_captioner`` (chapter 16's captioner), ``scenes_vlm`` (chapter 17's vision-language model and its
   blind baseline), ``scenes_grid_encoder`` (its frozen grid encoder), ``scenes_detector`` (chapter 18's detector and
   grounder), ``fashion_mae`` (chapter 19's MAE and its few-label classifiers), ``digits_binding`` (chapter 20's
@@ -28,7 +29,7 @@ _SUBMODULES = {"torch_nn", "gpt2", "bert", "openclip", "torchvision_models", "ef
                "spoken_digits", "scenes_clip", "scenes_captioner",
                "scenes_vlm", "scenes_grid_encoder", "scenes_detector",
                "vitmae", "fashion_mae", "digits_binding", "scenes_video",
-               "code_gpt", "scenes_bias"}
+               "code_gpt", "scenes_bias", "paired_fusion"}
 
 
 __getattr__ = lazy_submodules(__name__, _SUBMODULES)
