@@ -4,12 +4,14 @@
     python benchmarks/gpt_training.py --device cuda --dim 768 --layers 12 --heads 12 --seq 1024 --batch 8
     python benchmarks/gpt_training.py --threads 2 --steps 20   # the book's 2-core CPU budget
 
-On CUDA the step runs under bf16 autocast (as ``mmt.training.fit`` does) unless ``--amp off``; attention
+On CUDA the step runs under bf16 autocast (as ``mmt.training.fit`` does) unless ``--amp off``; ``--amp bf16``
+also autocasts on the CPU (chapter 22: on a CPU without bf16 matrix units it may be no faster); attention
 goes through ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels).  Random token ids
 are used: the speed of a step does not depend on the text.  Prints one line per configuration and, with
 ``--json PATH``, writes the numbers to a file.  Reported: median seconds per step over ``--steps`` steps
-after ``--warmup`` steps, tokens/second = batch * seq / median, and the model FLOPs utilisation estimate
-6 N + 12 L T d FLOPs per token (N = non-embedding parameters + the LM head).
+after ``--warmup`` steps, tokens/second = batch * seq / median, and the achieved FLOP rate from
+``mmtutorial.models.gpt.training_flops``: 6 N + 12 L T d FLOPs per token (N: the weights of every matrix
+product, the LM head included; chapter 22 checks it against ``FlopCounterMode``).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from contextlib import nullcontext
 import torch
 
 import mmtutorial as mmt
-from mmtutorial.models.gpt import GPT, GPTConfig
+from mmtutorial.models.gpt import GPT, GPTConfig, training_flops
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,7 +38,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--amp", choices=("auto", "off"), default="auto", help="bf16 autocast on CUDA")
+    parser.add_argument("--amp", choices=("auto", "off", "bf16"), default="auto",
+                        help="auto: bf16 autocast on CUDA only; bf16: on any device; off: float32")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model first")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument("--json", default=None, help="also write the result to this JSON file")
@@ -59,8 +62,8 @@ def main() -> None:
     model = GPT(config).to(device)
     step_model = torch.compile(model) if args.compile else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.type == "cuda")
-    use_amp = args.amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
+    use_amp = args.amp == "bf16" or (args.amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp else nullcontext
     idx = torch.randint(0, args.vocab, (args.batch, args.seq + 1), device=device)
     inputs, targets = idx[:, :-1], idx[:, 1:]                       # (batch, seq) each
 
@@ -82,8 +85,7 @@ def main() -> None:
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
     tokens_per_second = args.batch * args.seq / median
-    flops_per_token = 6 * (model.num_parameters(non_embedding=True) + args.vocab * args.dim) \
-        + 12 * args.layers * args.seq * args.dim
+    flops_per_token = training_flops(config, num_tokens=1, seq_len=args.seq)
     result = {"device": str(device), "amp_bf16": use_amp, "compile": args.compile,
               "threads": torch.get_num_threads(), "config": vars(config), "batch": args.batch,
               "parameters": model.num_parameters(), "seconds_per_step": median,

@@ -178,17 +178,33 @@ def six_nd(parameters: float, tokens: float) -> float:
     return 6.0 * parameters * tokens
 
 
+def transformer_training_flops(matmul_weights: int, num_layers: int, dim: int, seq_len: int, num_tokens: int,
+                               attention: bool = True) -> int:
+    """FLOPs (2 per multiply-accumulate) of training a decoder on ``num_tokens`` tokens in sequences of
+    ``seq_len``: the one formula that chapter 22 (``models.gpt.training_flops``) and chapter 25 share.
+
+    A weight matrix costs 2 FLOPs per weight and token forward and 4 backward (the gradients with respect to its
+    input and to itself), hence 6 N D with N = ``matmul_weights``; attention adds 2 T d (q.k) + 2 T d (the
+    weighted values) per token and layer forward, three times that in training: 12 L T d D (computed in full,
+    although the causal mask discards half).
+    """
+    flops = 6 * matmul_weights * num_tokens
+    if attention:
+        flops += 12 * num_layers * seq_len * dim * num_tokens
+    return flops
+
+
 def gpt_training_flops(num_layers: int, dim: int, vocab_size: int, seq_len: int, num_sequences: int = 1) -> int:
     """Matrix-multiply FLOPs of one forward and backward pass of a GPT-2-style decoder (tied LM head).
 
     Per token the forward pass multiplies by every weight matrix once (2 FLOPs per weight: 12 dim^2 per layer
     and dim x vocab_size for the head) and attends over ``seq_len`` positions (QK^T and AV: 4 seq_len dim per
-    layer); the backward pass costs twice the forward.  So it is 6 N D plus the attention term.
+    layer); the backward pass costs twice the forward.  So it is 6 N D plus the attention term
+    (:func:`transformer_training_flops`).
     """
     for name, value in (("num_layers", num_layers), ("dim", dim), ("vocab_size", vocab_size),
                         ("seq_len", seq_len), ("num_sequences", num_sequences)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
-    weights = 12 * num_layers * dim * dim + dim * vocab_size
-    forward_per_sequence = 2 * seq_len * weights + 4 * num_layers * seq_len * seq_len * dim
-    return 3 * forward_per_sequence * num_sequences
+    matmul_weights = 12 * num_layers * dim * dim + dim * vocab_size   # 4 d^2 attention + 8 d^2 MLP, and the head
+    return transformer_training_flops(matmul_weights, num_layers, dim, seq_len, seq_len * num_sequences)

@@ -332,17 +332,17 @@ def training_flops(config: GPTConfig, num_tokens: int, seq_len: int | None = Non
     A weight matrix costs 2 FLOPs per weight and token forward, and 4 backward (the gradient with respect
     to its input and the one with respect to itself), hence 6 N D (Kaplan et al., 2020).  Attention adds
     2 T d for the scores q.k and 2 T d for the weighted sum of values per token and layer forward, three
-    times that in training: 12 L T d D (computed in full even though the causal mask discards half).
+    times that in training: 12 L T d D (computed in full even though the causal mask discards half).  The
+    arithmetic is chapter 25's ``data.timeline.transformer_training_flops``, with N = :func:`matmul_parameters`.
     """
     if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0:
         raise ValueError(f"num_tokens must be an int >= 0, got {num_tokens!r}")
     seq_len = config.max_seq_len if seq_len is None else seq_len
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or not 1 <= seq_len <= config.max_seq_len:
         raise ValueError(f"seq_len must be an int in [1, max_seq_len={config.max_seq_len}], got {seq_len!r}")
-    flops = 6 * matmul_parameters(config) * num_tokens
-    if attention:
-        flops += 12 * config.num_layers * seq_len * config.dim * num_tokens
-    return flops
+    from ..data.timeline import transformer_training_flops
+    return transformer_training_flops(matmul_parameters(config), config.num_layers, config.dim, seq_len, num_tokens,
+                                      attention)
 
 
 # ---------------------------------------------------------------------------------------------------
