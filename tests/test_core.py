@@ -178,6 +178,7 @@ def test_doctor_command_runs():
     result = subprocess.run([sys.executable, "-m", "mmtutorial", "doctor"], capture_output=True, text=True,
                             timeout=120)
     assert "Offline data" in result.stdout and "Pretrained models" in result.stdout
+    assert "Sandbox for generated code" in result.stdout and "rlimits" in result.stdout
     assert result.returncode in (0, 1)
     if result.returncode == 1:
         assert "get it with:" in result.stdout
