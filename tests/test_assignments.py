@@ -40,6 +40,10 @@ WRONG_ANSWERS = {
     13: ("13.1", "def cosine(a, b):\n"
                  "    return float(np.dot(a, b) / np.dot(a, a))  # divides by ||a||^2, not ||a|| ||b||\n",
          "||a|| ||b||"),
+    # a chapter whose exercises run learners' programs in the sandbox (23.3), graded inside otter
+    23: ("23.1", "def pass_at_k(n, c, k):\n"
+                 "    return 1 - (1 - c / n) ** k  # the naive estimator: draws with replacement\n",
+         "the naive 1 - (1 - c/n)^k"),
 }
 
 
