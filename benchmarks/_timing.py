@@ -1,4 +1,4 @@
-"""What the training-step benchmarks share: their command line and the alternating timing loop.
+"""What the benchmarks share: their command line and the alternating timing loop (interleaved_medians).
 
 Each benchmark builds its candidates (ours and a reference library's, with the same configuration, weights and
 inputs), then calls :func:`time_training_steps`: the candidates run in alternation (a, b, a, b, ...) in one
@@ -29,25 +29,41 @@ def parse_args(description: str, batch: int, reps: int = 20, warmup: int = 3) ->
     return args, torch.device(args.device)
 
 
+def sync(device: torch.device | None) -> None:
+    """Wait for the device, so that the clock measures the work and not its launch."""
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_medians(steps: dict[str, Callable[[], object]], reps: int, warmup: int,
+                        device: torch.device | None = None) -> dict[str, float]:
+    """Median seconds of each ``steps[name]()``, the candidates run in alternation (a, b, a, b, ...) so that
+    load from other processes slows them alike; the first ``warmup`` rounds are not timed."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for rep in range(warmup + reps):
+        for name, step in steps.items():
+            sync(device)
+            start = time.perf_counter()
+            step()
+            sync(device)
+            if rep >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def time_training_steps(losses: dict[str, Callable[[], torch.Tensor]], optimizers: dict[str, torch.optim.Optimizer],
                         args: argparse.Namespace, device: torch.device) -> dict[str, float]:
     """Median seconds per training step of each candidate (``losses[name]()`` computes its loss, then
     ``optimizers[name]`` steps), the candidates interleaved."""
-    times: dict[str, list[float]] = {name: [] for name in losses}
-    for rep in range(args.warmup + args.reps):
-        for name, loss_fn in losses.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            loss = loss_fn()
+    def training_step(name: str) -> Callable[[], None]:
+        def step() -> None:
+            loss = losses[name]()
             optimizers[name].zero_grad(set_to_none=True)
             loss.backward()
             optimizers[name].step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if rep >= args.warmup:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+        return step
+
+    return interleaved_medians({name: training_step(name) for name in losses}, args.reps, args.warmup, device)
 
 
 def print_header(args: argparse.Namespace, device: torch.device, unit: str = "") -> None:

@@ -16,8 +16,6 @@ the fused rows; the from-scratch rows show what the fused kernels buy.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from typing import Callable
 
 import torch
@@ -27,29 +25,9 @@ from torch import nn
 from mmtutorial.nn import MultiHeadAttention, scaled_dot_product_attention
 from mmtutorial.zoo.torch_nn import mha_from_torch
 
+from _timing import interleaved_medians   # benchmarks/_timing.py
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "fp64": torch.float64}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_alternating(candidates: dict[str, Callable[[], None]], device: torch.device, warmup: int,
-                     reps: int) -> dict[str, float]:
-    """Median seconds per call of each candidate, calling them in turn (a, b, a, b, ...)."""
-    for _ in range(warmup):
-        for run in candidates.values():
-            run()
-    sync(device)
-    samples: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(reps):
-        for name, run in candidates.items():
-            start = time.perf_counter()
-            run()
-            sync(device)
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def forward_backward(forward: Callable[[], torch.Tensor], leaves: list[torch.Tensor], grad: torch.Tensor):
@@ -70,10 +48,10 @@ def benchmark(batch: int, seq: int, dim: int, heads: int, dtype: torch.dtype, de
     q, k, v = (torch.randn(batch, heads, seq, head_dim, device=device, dtype=dtype, requires_grad=True)
                for _ in range(3))
     grad = torch.randn(batch, heads, seq, head_dim, device=device, dtype=dtype)
-    times = time_alternating({
+    times = interleaved_medians({
         "ours": forward_backward(lambda: scaled_dot_product_attention(q, k, v, is_causal=causal), [q, k, v], grad),
         "torch": forward_backward(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal), [q, k, v], grad),
-    }, device, warmup, reps)
+    }, reps, warmup, device)
     rows.append(("sdpa from scratch", times["ours"], times["torch"]))
 
     # (b) multi-head attention modules with the same weights, self-attention on (batch, seq, dim)
@@ -91,11 +69,11 @@ def benchmark(batch: int, seq: int, dim: int, heads: int, dtype: torch.dtype, de
     def leaves(module: nn.Module) -> list[torch.Tensor]:
         return [x, *module.parameters()]
 
-    times = time_alternating({
+    times = interleaved_medians({
         "fused": forward_backward(lambda: fused(x, is_causal=causal), leaves(fused), grad),
         "scratch": forward_backward(lambda: scratch(x, is_causal=causal), leaves(scratch), grad),
         "torch": forward_backward(torch_mha, leaves(reference), grad),
-    }, device, warmup, reps)
+    }, reps, warmup, device)
     rows.append(("MHA fused", times["fused"], times["torch"]))
     rows.append(("MHA from scratch", times["scratch"], times["torch"]))
     return rows

@@ -14,8 +14,6 @@ Tokens per second counts the scored target tokens (words and ``<eos>``, not padd
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from contextlib import nullcontext
 
 import torch
@@ -25,6 +23,8 @@ from torch import nn
 from mmtutorial.data import scenes
 from mmtutorial.models.captioner import Captioner, caption_loss
 from mmtutorial.zoo.scenes_captioner import scenes_captioner_config, scenes_captioner_recipe
+
+from _timing import interleaved_medians   # benchmarks/_timing.py
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -96,33 +96,23 @@ def main() -> None:
         first_ours, first_reference = caption_loss(ours, (images, captions)), loss_reference()
     torch.testing.assert_close(first_ours, first_reference, rtol=1e-4, atol=1e-4)
 
-    def step(loss_fn) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        with context():
-            loss = loss_fn()
-        loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+    def step(loss_fn):
+        def run() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            with context():
+                loss = loss_fn()
+            loss.backward()
+            optimizer.step()
+        return run
 
-    times = {"ours": [], "torch decoder": []}
-    for rep in range(args.warmup + args.reps):
-        for name, fn in (("ours", lambda: caption_loss(ours, (images, captions))), ("torch decoder", loss_reference)):
-            seconds = step(fn)
-            if rep >= args.warmup:
-                times[name].append(seconds)
+    medians = interleaved_medians({"ours": step(lambda: caption_loss(ours, (images, captions))),
+                                   "torch decoder": step(loss_reference)}, args.reps, args.warmup, device)
     print(f"device {device}, dtype {args.dtype}, batch {args.batch}, threads {torch.get_num_threads()}, "
           f"{ours.num_parameters():,} parameters, {scored_tokens} scored tokens per batch")
-    for name, values in times.items():
-        median = statistics.median(values)
+    for name, median in medians.items():
         print(f"{name:>14}: {median * 1000:8.1f} ms/step  {args.batch / median:9.0f} images/s  "
               f"{scored_tokens / median:9.0f} tokens/s")
-    print(f"ours / torch decoder = {statistics.median(times['ours']) / statistics.median(times['torch decoder']):.2f}")
-
+    print(f"ours / torch decoder = {medians['ours'] / medians['torch decoder']:.2f}")
 
 if __name__ == "__main__":
     main()

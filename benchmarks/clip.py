@@ -14,8 +14,6 @@ Target: ours / open_clip <= 1.05.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from contextlib import nullcontext
 
 import open_clip
@@ -25,6 +23,8 @@ from open_clip.loss import ClipLoss
 from mmtutorial.models.clip import CLIP, clip_loss
 from mmtutorial.zoo.openclip import clip_config_from_openclip, load_openclip_state_dict
 
+from _timing import interleaved_medians   # benchmarks/_timing.py
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
 
 
@@ -33,11 +33,6 @@ def medium_config() -> dict:
     return {"embed_dim": 256,
             "vision_cfg": {"image_size": 64, "patch_size": 8, "width": 256, "layers": 4, "head_width": 64},
             "text_cfg": {"context_length": 32, "vocab_size": 4096, "width": 256, "heads": 4, "layers": 4}}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -97,18 +92,8 @@ def main() -> None:
     tolerance = 1e-2 if autocast else 1e-4
     torch.testing.assert_close(first_ours.float(), first_reference.float(), rtol=tolerance, atol=tolerance)
 
-    for _ in range(args.warmup):
-        step_ours()
-        step_reference()
-    samples = {"ours": [], "open_clip": []}
-    for _ in range(args.reps):
-        for name, step in (("ours", step_ours), ("open_clip", step_reference)):
-            sync(device)
-            start = time.perf_counter()
-            step()
-            sync(device)
-            samples[name].append(time.perf_counter() - start)
-    ours_ms, reference_ms = (statistics.median(samples[name]) * 1e3 for name in ("ours", "open_clip"))
+    medians = interleaved_medians({"ours": step_ours, "open_clip": step_reference}, args.reps, args.warmup, device)
+    ours_ms, reference_ms = medians["ours"] * 1e3, medians["open_clip"] * 1e3
     threads = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, open_clip {open_clip.__version__} on {device} ({threads}), {args.dtype}, "
           f"batch {args.batch}, {ours.num_parameters():,} parameters "

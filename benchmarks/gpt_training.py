@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from contextlib import nullcontext
 
 import torch
 
 import mmtutorial as mmt
 from mmtutorial.models.gpt import GPT, GPTConfig, training_flops
+
+from _timing import interleaved_medians   # benchmarks/_timing.py
 
 
 def parse_args() -> argparse.Namespace:
@@ -44,11 +44,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument("--json", default=None, help="also write the result to this JSON file")
     return parser.parse_args()
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -75,15 +70,7 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
         return loss
 
-    times = []
-    for i in range(args.warmup + args.steps):
-        sync(device)
-        start = time.perf_counter()
-        step()
-        sync(device)
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+    median = interleaved_medians({"step": step}, args.steps, args.warmup, device)["step"]
     tokens_per_second = args.batch * args.seq / median
     flops_per_token = training_flops(config, num_tokens=1, seq_len=args.seq)
     result = {"device": str(device), "amp_bf16": use_amp, "compile": args.compile,

@@ -13,8 +13,6 @@ median of ``--reps`` steps after ``--warmup`` is reported with the ratio ours / 
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +22,7 @@ from torch import nn
 
 from mmtutorial import privacy
 
-from _timing import parse_args, print_header, print_ratio   # benchmarks/_timing.py
+from _timing import interleaved_medians, parse_args, print_header, print_ratio   # benchmarks/_timing.py
 
 
 def main() -> None:
@@ -62,18 +60,7 @@ def main() -> None:
         loop_optimizer.step()
 
     steps = {"ours (torch.func)": step_ours, "opacus": step_opacus, "per-sample loop": step_loop}
-    times = {name: [] for name in steps}
-    for rep in range(args.warmup + args.reps):
-        for name, step in steps.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if rep >= args.warmup:
-                times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    medians = interleaved_medians(steps, args.reps, args.warmup, device)
     print_header(args, device)
     for name, median in medians.items():
         print(f"{name:>17}: median DP-SGD step {median * 1e3:.2f} ms ({args.batch / median:.0f} examples/s)")

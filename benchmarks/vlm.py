@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from contextlib import nullcontext
 
 import torch
@@ -24,6 +22,8 @@ import torch
 import mmtutorial as mmt
 from mmtutorial.models.vit import ViT, ViTConfig
 from mmtutorial.models.vlm import IGNORE_INDEX, VLM, VLMConfig
+
+from _timing import interleaved_medians   # benchmarks/_timing.py
 
 
 def parse_args() -> argparse.Namespace:
@@ -81,22 +81,12 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    times: dict[str, list[float]] = {kind: [] for kind in models}
-    for i in range(args.warmup + args.steps):
-        for kind in models:                                           # alternate the kinds
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            step(kind)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= args.warmup:
-                times[kind].append(time.perf_counter() - start)
+    medians = interleaved_medians({kind: (lambda kind=kind: step(kind)) for kind in models}, args.steps, args.warmup,
+                                  device)                             # the kinds alternate
     positions = args.batch * (config.num_image_tokens + args.text)
     result = {"device": str(device), "torch_threads": torch.get_num_threads(), "batch": args.batch,
               "positions_per_step": positions, "amp": use_amp}
-    for kind, values in times.items():
-        median = statistics.median(values)
+    for kind, median in medians.items():
         result[kind] = {"seconds_per_step": median, "tokens_per_second": positions / median,
                         "images_per_second": args.batch / median}
         print(f"{kind:9s} {median * 1e3:8.1f} ms/step  {positions / median:12,.0f} tokens/s  "
