@@ -59,10 +59,10 @@ class CodeGPTRecipe:
 def code_gpt_recipe() -> CodeGPTRecipe:
     """Full: 6,000 functions + 300,000 characters of the standard library, 1,000 steps of 32 windows (the model
     learns to copy the constant from the docstring into the body after a few hundred steps).  QUICK: 3,000
-    functions + 50,000 characters, 250 steps of 24 windows at a higher rate (every code path; copying has just
-    begun)."""
+    functions + 50,000 characters, 500 steps of 24 windows at a higher rate (every code path; the copying is
+    learnt, less reliably)."""
     return CodeGPTRecipe(function_count=scale(full=6_000, quick=3_000), stdlib_chars=scale(full=300_000, quick=50_000),
-                         steps=scale(full=1_000, quick=250), batch_size=scale(full=32, quick=24),
+                         steps=scale(full=1_000, quick=500), batch_size=scale(full=32, quick=24),
                          lr=scale(full=3e-3, quick=5e-3))
 
 
@@ -279,7 +279,7 @@ def execute_completions(task: CodeTask, completions: list[str], limits: sandbox.
 # where copying the constant has only begun, 0.05 / 0.50 against 0.00 / 0.00 (12 tasks, n = 10).  An untrained
 # model passes nothing (pass@k = 0), and the baseline has no lead over itself, so neither meets any bound.
 PASS_BOUNDS = {"full": {"minimum": {1: 0.4, 10: 0.7}, "lead": {1: 0.3, 10: 0.3}},
-               "quick": {"minimum": {1: 0.01, 10: 0.1}, "lead": {1: 0.0, 10: 0.1}}}
+               "quick": {"minimum": {1: 0.05, 10: 0.3}, "lead": {1: 0.04, 10: 0.2}}}
 
 
 def beats_ngram(model_scores: dict, baseline_scores: dict) -> bool:
