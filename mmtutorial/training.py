@@ -576,50 +576,50 @@ def fit(model: nn.Module, train_data, *, config: TrainConfig | None = None,
         model.train()
         history.epochs.append(row)
 
-    bar = tqdm(total=total_steps, initial=step, disable=not (config.progress and is_main_process()),
-               desc=f"training ({mode_name()})", file=sys.stdout, mininterval=1.0, ncols=90, leave=True)
-    model.train()
-    while step < total_steps:
-        epoch = step // steps_per_epoch
-        started = time.perf_counter()
-        micro_batches = batches.epoch(epoch, skip=(step % steps_per_epoch) * config.grad_accum_steps)
-        for _ in range(steps_per_epoch - step % steps_per_epoch):
-            if step >= total_steps:
-                break
-            group = list(itertools.islice(micro_batches, config.grad_accum_steps))
-            group_loss = 0.0
-            for index, batch in enumerate(group):
-                batch = _to_device(batch, device)
-                # DDP all-reduces gradients on backward; skip that for all but the last micro-batch.
-                sync = train_model.no_sync() if world_size > 1 and index < len(group) - 1 else nullcontext()
-                with sync:
-                    with _autocast(device, config.amp):
-                        loss = loss_fn(train_model, batch) / len(group)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(_non_finite_loss_message(float(loss.detach()), step, model, batch))
-                    loss.backward()
-                group_loss += float(loss.detach())
-            if config.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            if world_size > 1:
-                mean_loss = torch.tensor([group_loss], device=device)
-                dist.all_reduce(mean_loss)
-                group_loss = float(mean_loss) / world_size
-            step += 1
-            history.steps.append({"step": step, "epoch": epoch, "loss": group_loss, "lr": lr})
-            bar.update(1)
-            bar.set_postfix(loss=f"{group_loss:.4f}", refresh=False)
-            if step % steps_per_epoch == 0 or step == total_steps:
-                end_of_epoch(epoch, time.perf_counter() - started)
-            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps:
-                write_checkpoint()
-            if callback is not None:
-                callback(step, group_loss)
-    bar.close()
+    # a context manager, so that a training stopped by an exception (or a callback) still ends its bar's line
+    with tqdm(total=total_steps, initial=step, disable=not (config.progress and is_main_process()),
+              desc=f"training ({mode_name()})", file=sys.stdout, mininterval=1.0, ncols=90, leave=True) as bar:
+        model.train()
+        while step < total_steps:
+            epoch = step // steps_per_epoch
+            started = time.perf_counter()
+            micro_batches = batches.epoch(epoch, skip=(step % steps_per_epoch) * config.grad_accum_steps)
+            for _ in range(steps_per_epoch - step % steps_per_epoch):
+                if step >= total_steps:
+                    break
+                group = list(itertools.islice(micro_batches, config.grad_accum_steps))
+                group_loss = 0.0
+                for index, batch in enumerate(group):
+                    batch = _to_device(batch, device)
+                    # DDP all-reduces gradients on backward; skip that for all but the last micro-batch.
+                    sync = train_model.no_sync() if world_size > 1 and index < len(group) - 1 else nullcontext()
+                    with sync:
+                        with _autocast(device, config.amp):
+                            loss = loss_fn(train_model, batch) / len(group)
+                        if not torch.isfinite(loss):
+                            raise FloatingPointError(_non_finite_loss_message(float(loss.detach()), step, model, batch))
+                        loss.backward()
+                    group_loss += float(loss.detach())
+                if config.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                lr = optimizer.param_groups[0]["lr"]
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                if world_size > 1:
+                    mean_loss = torch.tensor([group_loss], device=device)
+                    dist.all_reduce(mean_loss)
+                    group_loss = float(mean_loss) / world_size
+                step += 1
+                history.steps.append({"step": step, "epoch": epoch, "loss": group_loss, "lr": lr})
+                bar.update(1)
+                bar.set_postfix(loss=f"{group_loss:.4f}", refresh=False)
+                if step % steps_per_epoch == 0 or step == total_steps:
+                    end_of_epoch(epoch, time.perf_counter() - started)
+                if config.checkpoint_every and step % config.checkpoint_every == 0 and step < total_steps:
+                    write_checkpoint()
+                if callback is not None:
+                    callback(step, group_loss)
     write_checkpoint()
     return history
 

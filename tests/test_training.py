@@ -360,3 +360,20 @@ def test_fit_refuses_an_optimizer_name_where_an_optimizer_object_goes():
     with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer or None, got str.*"
                                         "TrainConfig\\(optimizer='sgd'\\)"):
         fit(make_model(), make_problem(), optimizer="sgd", progress=False)
+
+
+def test_a_training_stopped_by_an_exception_ends_its_progress_bar_line(capsys):
+    # the bar is closed on the way out, so what is printed next starts on a line of its own
+    class Stop(Exception):
+        pass
+
+    def stop_at_3(step, loss):
+        if step == 3:
+            raise Stop
+
+    try:
+        train(TrainConfig(epochs=1, batch_size=16, progress=True), callback=stop_at_3)
+    except Stop:
+        print("stopped")                          # what a notebook prints about the interruption
+    output = capsys.readouterr().out
+    assert "training (" in output and "\nstopped\n" in output, repr(output[-200:])
